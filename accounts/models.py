@@ -1,0 +1,183 @@
+from django.db import models
+from django.db.models import F, Q
+from djmoney.models.fields import CurrencyField
+from djmoney.money import Money
+from simple_history.models import HistoricalRecords
+
+from core.currencies import to_money
+from core.ids import new_account_id, new_customer_id, new_hold_id, new_merchant_id
+
+
+class Merchant(models.Model):
+    """A tenant: the business that calls the API. Everything it sees belongs to it."""
+
+    public_id = models.CharField(
+        max_length=32, unique=True, default=new_merchant_id, editable=False
+    )
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Customer(models.Model):
+    """An end customer of a merchant."""
+
+    public_id = models.CharField(
+        max_length=32, unique=True, default=new_customer_id, editable=False
+    )
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="customers")
+    name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    external_reference = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.name or self.email or self.public_id
+
+
+class AccountKind(models.TextChoices):
+    WALLET = "wallet", "Wallet"
+    SYSTEM = "system", "System"
+
+
+class SystemPurpose(models.TextChoices):
+    """The platform's own accounts, one per currency each; they mirror the outside world."""
+
+    PROVIDER_CLEARING = "provider_clearing", "Provider clearing"
+    PLATFORM_FEES = "platform_fees", "Platform fees"
+    SETTLEMENT = "settlement", "Settlement (bank)"
+    FX = "fx", "Foreign exchange"
+
+
+class AccountStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    FROZEN = "frozen", "Frozen"
+    CLOSED = "closed", "Closed"
+
+
+class Account(models.Model):
+    """Holds money in one currency. `balance` and `held` are in minor units and change only
+    through `ledger.services` and the hold services, under a row lock."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_account_id, editable=False)
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="accounts", null=True, blank=True
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="accounts", null=True, blank=True
+    )
+    kind = models.CharField(max_length=16, choices=AccountKind.choices, default=AccountKind.WALLET)
+    system_purpose = models.CharField(max_length=32, choices=SystemPurpose.choices, blank=True)
+    currency = CurrencyField(default=None)
+    status = models.CharField(
+        max_length=16, choices=AccountStatus.choices, default=AccountStatus.ACTIVE, db_index=True
+    )
+    balance = models.BigIntegerField(default=0, editable=False)
+    held = models.BigIntegerField(default=0, editable=False)
+    overdraft_limit = models.BigIntegerField(default=0)
+    description = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    # Balances are history in the ledger; simple-history tracks the attributes people edit.
+    history = HistoricalRecords(excluded_fields=["balance", "held"])
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(held__gte=0), name="account_held_not_negative"),
+            models.CheckConstraint(
+                condition=Q(overdraft_limit__gte=0), name="account_overdraft_not_negative"
+            ),
+            # I4 inside the database: a wallet's available balance never passes its overdraft.
+            models.CheckConstraint(
+                condition=~Q(kind=AccountKind.WALLET)
+                | Q(balance__gte=F("held") - F("overdraft_limit")),
+                name="wallet_available_within_overdraft",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(kind=AccountKind.WALLET) & Q(merchant__isnull=False) & Q(system_purpose="")
+                )
+                | (Q(kind=AccountKind.SYSTEM) & Q(merchant__isnull=True) & ~Q(system_purpose="")),
+                name="account_owner_matches_kind",
+            ),
+            models.UniqueConstraint(
+                fields=["currency", "system_purpose"],
+                condition=Q(kind=AccountKind.SYSTEM),
+                name="one_system_account_per_currency_and_purpose",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.kind == AccountKind.SYSTEM:
+            return f"{self.get_system_purpose_display()} {self.currency}"
+        return f"{self.public_id} ({self.currency})"
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+    @property
+    def balance_money(self) -> Money:
+        return Money(to_money(self.balance, self.currency).amount, self.currency)
+
+    @property
+    def available_money(self) -> Money:
+        return Money(to_money(self.available, self.currency).amount, self.currency)
+
+
+class HoldStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    RELEASED = "released", "Released"
+    CAPTURED = "captured", "Captured"
+    EXPIRED = "expired", "Expired"
+
+
+class Hold(models.Model):
+    """Funds reserved on an account: they count against `available` until the hold is
+    released, captured or expired."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_hold_id, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
+    amount = models.BigIntegerField()
+    captured_amount = models.BigIntegerField(default=0)
+    status = models.CharField(
+        max_length=16, choices=HoldStatus.choices, default=HoldStatus.ACTIVE, db_index=True
+    )
+    description = models.CharField(max_length=200, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    ledger_transaction = models.OneToOneField(
+        "ledger.LedgerTransaction",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="hold_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(captured_amount__gte=0) & Q(captured_amount__lte=F("amount")),
+                name="hold_captured_within_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id

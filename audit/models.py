@@ -1,0 +1,56 @@
+import pgtrigger
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+
+from audit.context import ActorType
+from core.ids import new_event_id
+
+
+class AuditLog(models.Model):
+    """One append-only row per state change or operator action; PostgreSQL refuses edits."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor = models.CharField(max_length=255, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    old_values = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    new_values = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    changed_fields = models.JSONField(default=list, blank=True)
+    reason = models.TextField(blank=True)
+    request_id = models.CharField(max_length=200, blank=True, db_index=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+        triggers = [
+            pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_id} by {self.actor_type}:{self.actor}"
+
+
+class Event(models.Model):
+    """Something that happened to a merchant's object, written in the same transaction as
+    the change (the transactional outbox that webhook delivery drains)."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_event_id, editable=False)
+    merchant = models.ForeignKey(
+        "accounts.Merchant", on_delete=models.PROTECT, related_name="events", null=True
+    )
+    type = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    data = models.JSONField(encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.type}"

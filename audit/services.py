@@ -1,0 +1,63 @@
+"""Writing the audit trail and the event outbox, always inside the caller's transaction."""
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from audit.context import current_context
+from audit.models import AuditLog, Event
+
+
+def audit_log_build(
+    *,
+    action: str,
+    object_type: str,
+    object_id: str,
+    old_values: Mapping[str, Any] | None = None,
+    new_values: Mapping[str, Any] | None = None,
+    reason: str = "",
+) -> AuditLog:
+    """An unsaved audit row carrying the current actor and request context."""
+    old = dict(old_values or {})
+    new = dict(new_values or {})
+    context = current_context()
+    return AuditLog(
+        actor_type=context.actor_type,
+        actor=context.actor,
+        request_id=context.request_id,
+        ip_address=context.ip_address,
+        user_agent=context.user_agent,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        old_values=old,
+        new_values=new,
+        changed_fields=sorted(
+            key for key in old.keys() | new.keys() if old.get(key) != new.get(key)
+        ),
+        reason=reason,
+    )
+
+
+def audit_log_write(rows: Iterable[AuditLog]) -> None:
+    """Insert audit rows in one statement."""
+    AuditLog.objects.bulk_create(list(rows))
+
+
+def audit_log_record(**fields: Any) -> AuditLog:
+    """Build and insert one audit row (see `audit_log_build` for the fields)."""
+    row = audit_log_build(**fields)
+    row.save(force_insert=True)
+    return row
+
+
+def event_emit(
+    *, merchant_id: int | None, type: str, object_type: str, object_id: str, data: Mapping[str, Any]
+) -> Event:
+    """Record an event for the outbox; call inside the transaction that made the change."""
+    return Event.objects.create(
+        merchant_id=merchant_id,
+        type=type,
+        object_type=object_type,
+        object_id=object_id,
+        data={"object": dict(data)},
+    )

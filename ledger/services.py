@@ -1,0 +1,204 @@
+"""Posting to the ledger: the only code that changes an account's balance."""
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from accounts.locks import accounts_lock
+from accounts.models import Account, AccountKind, AccountStatus, SystemPurpose
+from accounts.system import system_account_get
+from audit.services import audit_log_record
+from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
+from ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One side of a posting: `amount` minor units added to (or, when negative, taken
+    from) `account`'s balance, in the account's currency."""
+
+    account: Account
+    amount: int
+
+
+def _validate_legs(legs: Sequence[Leg]) -> None:
+    if len(legs) < 2:
+        raise ValidationError("a ledger transaction needs at least two legs", code="unbalanced")
+    totals: dict[str, int] = defaultdict(int)
+    for leg in legs:
+        if type(leg.amount) is not int or leg.amount == 0:
+            raise ValidationError("every leg moves a non-zero whole number of minor units")
+        totals[leg.account.currency] += leg.amount
+    if any(totals.values()):
+        raise ValidationError(
+            f"legs do not sum to zero per currency: {dict(totals)}", code="unbalanced"
+        )
+
+
+def _ledger_transaction_data(ledger_transaction: LedgerTransaction, legs: Sequence[Leg]) -> dict:
+    return {
+        "id": ledger_transaction.public_id,
+        "kind": ledger_transaction.kind,
+        "description": ledger_transaction.description,
+        "reverses": ledger_transaction.reverses.public_id if ledger_transaction.reverses else None,
+        "legs": [
+            {
+                "account": leg.account.public_id,
+                "amount": leg.amount,
+                "currency": leg.account.currency,
+            }
+            for leg in legs
+        ],
+    }
+
+
+def ledger_transaction_post(
+    *,
+    kind: str,
+    legs: Sequence[Leg],
+    description: str = "",
+    reverses: LedgerTransaction | None = None,
+    held_deltas: Mapping[int, int] | None = None,
+    before_lock: Callable[[LedgerTransaction], Any] | None = None,
+) -> LedgerTransaction:
+    """Post a balanced transaction of N legs, atomically.
+
+    The legs are checked to sum to zero per currency before anything is written. The
+    transaction row and its audit row are inserted first, then `before_lock` lets the
+    caller write its own rows that point at it; only then are the accounts locked (in pk
+    order), checked (active; a wallet's available balance within its overdraft limit),
+    updated in one statement, and the entries inserted with each account's
+    `balance_after`. Keeping the writes that need no lock ahead of it keeps the locked
+    section short. `held_deltas` changes accounts' held amounts in the same statement
+    (capturing a hold). Raises `AccountInactive` or `InsufficientFunds` with nothing written.
+    """
+    _validate_legs(legs)
+    with transaction.atomic(savepoint=False):
+        ledger_transaction = LedgerTransaction.objects.create(
+            kind=kind, description=description, reverses=reverses
+        )
+        audit_log_record(
+            action="ledger_transaction.posted",
+            object_type="ledger_transaction",
+            object_id=ledger_transaction.public_id,
+            new_values=_ledger_transaction_data(ledger_transaction, legs),
+        )
+        if before_lock is not None:
+            before_lock(ledger_transaction)
+        _apply_legs(ledger_transaction, legs, held_deltas or {})
+    return ledger_transaction
+
+
+def _apply_legs(
+    ledger_transaction: LedgerTransaction, legs: Sequence[Leg], held_deltas: Mapping[int, int]
+) -> None:
+    balance_deltas: dict[int, int] = defaultdict(int)
+    for leg in legs:
+        balance_deltas[leg.account.pk] += leg.amount
+    locked = accounts_lock(balance_deltas.keys() | held_deltas.keys())
+
+    for pk, account in locked.items():
+        if account.status != AccountStatus.ACTIVE:
+            raise AccountInactive(
+                f"account {account.public_id} is {account.status}", param="account"
+            )
+        balance_delta = balance_deltas.get(pk, 0)
+        held_delta = held_deltas.get(pk, 0)
+        if account.kind == AccountKind.WALLET and balance_delta - held_delta < 0:
+            available_after = account.balance + balance_delta - account.held - held_delta
+            if available_after < -account.overdraft_limit:
+                raise InsufficientFunds(
+                    f"account {account.public_id} has {account.available} available",
+                    param="amount",
+                )
+
+    # One statement for every account; safe to add in SQL because the rows are locked.
+    rows = [(pk, balance_deltas.get(pk, 0), held_deltas.get(pk, 0)) for pk in locked]
+    values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE accounts_account AS a"  # noqa: S608 - only placeholders are interpolated
+            " SET balance = a.balance + v.balance_delta, held = a.held + v.held_delta"
+            f" FROM (VALUES {values}) AS v(id, balance_delta, held_delta) WHERE a.id = v.id",
+            [value for row in rows for value in row],
+        )
+
+    now = timezone.now()
+    running = {pk: account.balance for pk, account in locked.items()}
+    entries = []
+    for leg in legs:
+        running[leg.account.pk] += leg.amount
+        entries.append(
+            LedgerEntry(
+                transaction=ledger_transaction,
+                account_id=leg.account.pk,
+                amount=leg.amount,
+                currency=leg.account.currency,
+                balance_after=running[leg.account.pk],
+                created_at=now,
+            )
+        )
+    LedgerEntry.objects.bulk_create(entries)
+
+
+def ledger_transaction_reverse(
+    *, ledger_transaction: LedgerTransaction, description: str = ""
+) -> LedgerTransaction:
+    """Post the exact opposite of `ledger_transaction`, pointing back at it. A transaction
+    is reversed at most once (a unique constraint holds that under concurrency)."""
+    if LedgerTransaction.objects.filter(reverses=ledger_transaction).exists():
+        raise InvalidState(
+            f"{ledger_transaction.public_id} is already reversed", code="already_reversed"
+        )
+    legs = [
+        Leg(account=entry.account, amount=-entry.amount)
+        for entry in ledger_transaction.entries.select_related("account").order_by("pk")
+    ]
+    try:
+        with transaction.atomic():
+            return ledger_transaction_post(
+                kind=LedgerTransactionKind.REVERSAL,
+                legs=legs,
+                description=description or f"Reversal of {ledger_transaction.public_id}",
+                reverses=ledger_transaction,
+            )
+    except IntegrityError as error:
+        if LedgerTransaction.objects.filter(reverses=ledger_transaction).exists():
+            raise InvalidState(
+                f"{ledger_transaction.public_id} is already reversed", code="already_reversed"
+            ) from error
+        raise
+
+
+def adjustment_post(*, account: Account, amount: int, reason: str) -> LedgerTransaction:
+    """An operator's manual correction: credit (amount > 0) or debit (amount < 0) `account`
+    against the settlement system account of its currency. The reason is required and
+    lands in the audit trail."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("an adjustment needs a reason", param="reason")
+    if type(amount) is not int or amount == 0:
+        raise ValidationError(
+            "amount must be a non-zero whole number of minor units", param="amount"
+        )
+    if account.kind != AccountKind.WALLET:
+        raise ValidationError("only wallet accounts are adjusted by hand", param="account")
+    settlement = system_account_get(currency=account.currency, purpose=SystemPurpose.SETTLEMENT)
+    with transaction.atomic():
+        ledger_transaction = ledger_transaction_post(
+            kind=LedgerTransactionKind.ADJUSTMENT,
+            legs=[Leg(account=account, amount=amount), Leg(account=settlement, amount=-amount)],
+            description=reason,
+        )
+        audit_log_record(
+            action="account.adjusted",
+            object_type="account",
+            object_id=account.public_id,
+            new_values={"amount": amount, "ledger_transaction": ledger_transaction.public_id},
+            reason=reason,
+        )
+    return ledger_transaction

@@ -1,0 +1,28 @@
+"""The public shape of payments' objects: event payloads and audit values use it."""
+
+from typing import Any
+
+from payments.models import Transfer
+
+
+def transfer_data(transfer: Transfer) -> dict[str, Any]:
+    return {
+        "id": transfer.public_id,
+        "object": "transfer",
+        "source_account": transfer.source_account.public_id,
+        "destination_account": transfer.destination_account.public_id,
+        "amount": transfer.amount,
+        "currency": transfer.currency,
+        "destination_amount": transfer.destination_amount,
+        "destination_currency": transfer.destination_currency,
+        "fx_rate": str(transfer.fx_rate) if transfer.fx_rate is not None else None,
+        "status": transfer.status,
+        "failure_code": transfer.failure_code or None,
+        "failure_message": transfer.failure_message or None,
+        "description": transfer.description,
+        "metadata": transfer.metadata,
+        "ledger_transaction": (
+            transfer.ledger_transaction.public_id if transfer.ledger_transaction else None
+        ),
+        "created": transfer.created_at,
+    }

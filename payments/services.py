@@ -1,0 +1,182 @@
+"""Transfers: money moved between two accounts of one merchant."""
+
+from collections.abc import Mapping
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from django.db import transaction
+
+from accounts.models import Account, AccountKind, Merchant, SystemPurpose
+from accounts.system import system_account_get
+from audit.services import audit_log_build, audit_log_write, event_emit
+from core.currencies import minor_units_per_major
+from core.db import retry_on_conflict
+from core.exceptions import Declined, ValidationError
+from ledger.models import LedgerTransaction, LedgerTransactionKind
+from ledger.services import Leg, ledger_transaction_post
+from payments.models import Transfer, TransferStatus
+from payments.representations import transfer_data
+
+
+def fx_convert(
+    *, amount: int, source_currency: str, destination_currency: str, rate: Decimal
+) -> int:
+    """`amount` minor units of the source currency in minor units of the destination at
+    `rate` (destination major units per source major unit), rounded half to even."""
+    exact = (
+        Decimal(amount)
+        * rate
+        * minor_units_per_major(destination_currency)
+        / minor_units_per_major(source_currency)
+    )
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def _validate_transfer(
+    *,
+    merchant: Merchant,
+    source: Account,
+    destination: Account,
+    amount: int,
+    fx_rate: Decimal | None,
+) -> int:
+    """Refuse a malformed transfer before anything is written; return the amount the
+    destination receives."""
+    if type(amount) is not int or amount <= 0:
+        raise ValidationError(
+            "amount must be a positive whole number of minor units", param="amount"
+        )
+    for param, account in (("source_account", source), ("destination_account", destination)):
+        if account.kind != AccountKind.WALLET or account.merchant_id != merchant.pk:
+            raise ValidationError("no such account", code="resource_missing", param=param)
+    if source.pk == destination.pk:
+        raise ValidationError(
+            "source and destination must be different accounts", param="destination_account"
+        )
+    if fx_rate is None:
+        if source.currency != destination.currency:
+            raise ValidationError(
+                "accounts are in different currencies; a cross-currency transfer needs fx_rate",
+                code="currency_mismatch",
+                param="destination_account",
+            )
+        return amount
+    if source.currency == destination.currency:
+        raise ValidationError("fx_rate is only for cross-currency transfers", param="fx_rate")
+    try:
+        if not (isinstance(fx_rate, Decimal) and fx_rate.is_finite() and fx_rate > 0):
+            raise InvalidOperation
+        received = fx_convert(
+            amount=amount,
+            source_currency=source.currency,
+            destination_currency=destination.currency,
+            rate=fx_rate,
+        )
+    except InvalidOperation as error:
+        raise ValidationError("fx_rate must be a positive decimal", param="fx_rate") from error
+    if received <= 0:
+        raise ValidationError("the converted amount rounds to zero", param="amount")
+    return received
+
+
+def _transfer_legs(transfer: Transfer) -> list[Leg]:
+    source, destination = transfer.source_account, transfer.destination_account
+    if transfer.fx_rate is None:
+        return [
+            Leg(account=source, amount=-transfer.amount),
+            Leg(account=destination, amount=transfer.amount),
+        ]
+    # Each currency balances on its own through the platform's FX accounts.
+    fx_source = system_account_get(currency=source.currency, purpose=SystemPurpose.FX)
+    fx_destination = system_account_get(currency=destination.currency, purpose=SystemPurpose.FX)
+    return [
+        Leg(account=source, amount=-transfer.amount),
+        Leg(account=fx_source, amount=transfer.amount),
+        Leg(account=fx_destination, amount=-transfer.destination_amount),
+        Leg(account=destination, amount=transfer.destination_amount),
+    ]
+
+
+def _transfer_record(transfer: Transfer) -> None:
+    """Insert the transfer in its final state with its audit row and event."""
+    transfer.save(force_insert=True)
+    data = transfer_data(transfer)
+    audit_log_write(
+        [
+            audit_log_build(
+                action=f"transfer.{transfer.status}",
+                object_type="transfer",
+                object_id=transfer.public_id,
+                new_values=data,
+            )
+        ]
+    )
+    event_emit(
+        merchant_id=transfer.merchant_id,
+        type=f"transfer.{transfer.status}",
+        object_type="transfer",
+        object_id=transfer.public_id,
+        data=data,
+    )
+
+
+@retry_on_conflict
+def transfer_create(
+    *,
+    merchant: Merchant,
+    source: Account,
+    destination: Account,
+    amount: int,
+    description: str = "",
+    metadata: Mapping[str, str] | None = None,
+    fx_rate: Decimal | None = None,
+) -> Transfer:
+    """Move `amount` minor units from `source` to `destination`, both the merchant's.
+
+    Returns the transfer `succeeded`; or, when the money refused (an inactive account,
+    not enough available balance), stored as `failed` with its `failure_code` and nothing
+    moved. Malformed requests raise `ValidationError` and store nothing. Accounts in two
+    currencies need an explicit `fx_rate`; the money then passes through the FX accounts.
+    """
+    received = _validate_transfer(
+        merchant=merchant, source=source, destination=destination, amount=amount, fx_rate=fx_rate
+    )
+    transfer = Transfer(
+        merchant=merchant,
+        source_account=source,
+        destination_account=destination,
+        amount=amount,
+        currency=source.currency,
+        destination_amount=received,
+        destination_currency=destination.currency,
+        fx_rate=fx_rate,
+        status=TransferStatus.SUCCEEDED,
+        description=description,
+        metadata=dict(metadata or {}),
+    )
+    legs = _transfer_legs(transfer)
+
+    def record_succeeded(ledger_transaction: LedgerTransaction) -> None:
+        transfer.ledger_transaction = ledger_transaction
+        _transfer_record(transfer)
+
+    try:
+        with transaction.atomic():
+            ledger_transaction_post(
+                kind=(
+                    LedgerTransactionKind.TRANSFER
+                    if fx_rate is None
+                    else LedgerTransactionKind.FX_TRANSFER
+                ),
+                legs=legs,
+                description=description,
+                before_lock=record_succeeded,
+            )
+    except Declined as decline:
+        transfer.pk = None
+        transfer.ledger_transaction = None
+        transfer.status = TransferStatus.FAILED
+        transfer.failure_code = decline.code
+        transfer.failure_message = decline.message
+        with transaction.atomic():
+            _transfer_record(transfer)
+    return transfer
