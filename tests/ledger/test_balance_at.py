@@ -1,0 +1,41 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.services import hold_create, hold_release
+from ledger.selectors import account_balance
+from payments.services import transfer_create
+from tests.factories import AccountFactory, fund
+
+pytestmark = pytest.mark.django_db
+
+
+def test_balance_now_is_the_account_balance_less_holds():
+    account = AccountFactory(balance=500)
+    hold_create(account=account, amount=200)
+    account.refresh_from_db()
+
+    balance = account_balance(account=account)
+
+    assert (balance.balance, balance.available, balance.currency) == (500, 300, "USD")
+
+
+def test_balance_at_a_past_time_is_rebuilt_from_the_ledger():
+    account = AccountFactory()
+    before_anything = timezone.now()
+    fund(account, 1_000)
+    after_funding = timezone.now()
+    other = AccountFactory(merchant=account.merchant)
+    transfer_create(merchant=account.merchant, source=account, destination=other, amount=300)
+    hold = hold_create(account=account, amount=100)
+    while_held = timezone.now()
+    hold_release(hold=hold)
+
+    assert account_balance(account=account, as_of=before_anything).balance == 0
+    at_funding = account_balance(account=account, as_of=after_funding)
+    assert (at_funding.balance, at_funding.available) == (1_000, 1_000)
+    during_hold = account_balance(account=account, as_of=while_held)
+    assert (during_hold.balance, during_hold.available) == (700, 600)
+    later = account_balance(account=account, as_of=timezone.now() + timedelta(days=1))
+    assert (later.balance, later.available) == (700, 700)

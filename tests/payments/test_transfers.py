@@ -1,0 +1,219 @@
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import SystemPurpose
+from accounts.services import account_freeze
+from accounts.system import system_account_get
+from audit.models import AuditLog, Event
+from core.exceptions import ValidationError
+from ledger.models import LedgerEntry, LedgerTransaction
+from payments.models import Transfer, TransferStatus
+from payments.services import fx_convert, transfer_create
+from tests.factories import AccountFactory, MerchantFactory
+from tests.invariants import invariant_violations
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def merchant():
+    return MerchantFactory()
+
+
+def test_transfer_moves_money_and_records_everything(merchant):
+    source = AccountFactory(merchant=merchant, balance=1_000)
+    destination = AccountFactory(merchant=merchant)
+
+    transfer = transfer_create(
+        merchant=merchant, source=source, destination=destination, amount=250, description="rent"
+    )
+
+    source.refresh_from_db()
+    destination.refresh_from_db()
+    assert transfer.status == TransferStatus.SUCCEEDED
+    assert transfer.public_id.startswith("tr_")
+    assert (source.balance, destination.balance) == (750, 250)
+    entries = LedgerEntry.objects.filter(transaction=transfer.ledger_transaction).order_by("pk")
+    assert [(e.account_id, e.amount, e.balance_after) for e in entries] == [
+        (source.pk, -250, 750),
+        (destination.pk, 250, 250),
+    ]
+    assert AuditLog.objects.filter(
+        action="transfer.succeeded", object_id=transfer.public_id
+    ).exists()
+    event = Event.objects.get(type="transfer.succeeded", object_id=transfer.public_id)
+    assert event.merchant_id == merchant.pk
+    assert event.data["object"]["amount"] == 250
+    assert invariant_violations() == {}
+
+
+def test_declined_transfer_is_stored_failed_and_moves_nothing(merchant):
+    source = AccountFactory(merchant=merchant, balance=100)
+    destination = AccountFactory(merchant=merchant)
+    transactions_before = LedgerTransaction.objects.count()
+
+    transfer = transfer_create(
+        merchant=merchant, source=source, destination=destination, amount=101
+    )
+
+    source.refresh_from_db()
+    assert transfer.status == TransferStatus.FAILED
+    assert transfer.failure_code == "insufficient_funds"
+    assert Transfer.objects.get(pk=transfer.pk).ledger_transaction is None
+    assert source.balance == 100
+    assert LedgerTransaction.objects.count() == transactions_before
+    assert AuditLog.objects.filter(action="transfer.failed", object_id=transfer.public_id).exists()
+    assert Event.objects.filter(type="transfer.failed", object_id=transfer.public_id).exists()
+    assert invariant_violations() == {}
+
+
+def test_transfer_spends_the_whole_balance_but_not_more(merchant):
+    source = AccountFactory(merchant=merchant, balance=100)
+    destination = AccountFactory(merchant=merchant)
+
+    first = transfer_create(merchant=merchant, source=source, destination=destination, amount=100)
+    second = transfer_create(merchant=merchant, source=source, destination=destination, amount=1)
+
+    assert (first.status, second.status) == (TransferStatus.SUCCEEDED, TransferStatus.FAILED)
+
+
+def test_held_funds_are_not_available_to_transfer(merchant):
+    from accounts.services import hold_create
+
+    source = AccountFactory(merchant=merchant, balance=100)
+    destination = AccountFactory(merchant=merchant)
+    hold_create(account=source, amount=60)
+
+    transfer = transfer_create(merchant=merchant, source=source, destination=destination, amount=41)
+
+    assert transfer.failure_code == "insufficient_funds"
+
+
+def test_overdraft_limit_lets_a_wallet_go_negative_down_to_it(merchant):
+    source = AccountFactory(merchant=merchant, overdraft_limit=50)
+    destination = AccountFactory(merchant=merchant)
+
+    within = transfer_create(merchant=merchant, source=source, destination=destination, amount=50)
+    beyond = transfer_create(merchant=merchant, source=source, destination=destination, amount=1)
+
+    source.refresh_from_db()
+    assert within.status == TransferStatus.SUCCEEDED
+    assert beyond.failure_code == "insufficient_funds"
+    assert source.balance == -50
+
+
+@pytest.mark.parametrize("frozen", ["source", "destination"])
+def test_frozen_account_can_neither_send_nor_receive(merchant, frozen):
+    accounts = {
+        "source": AccountFactory(merchant=merchant, balance=100),
+        "destination": AccountFactory(merchant=merchant),
+    }
+    account_freeze(account=accounts[frozen], reason="suspected fraud")
+
+    transfer = transfer_create(
+        merchant=merchant, source=accounts["source"], destination=accounts["destination"], amount=10
+    )
+
+    assert transfer.status == TransferStatus.FAILED
+    assert transfer.failure_code == "account_inactive"
+
+
+@pytest.mark.parametrize("amount", [0, -5, 1.5, "10", True, None])
+def test_amount_must_be_a_positive_integer(merchant, amount):
+    source = AccountFactory(merchant=merchant, balance=100)
+    destination = AccountFactory(merchant=merchant)
+
+    with pytest.raises(ValidationError) as error:
+        transfer_create(merchant=merchant, source=source, destination=destination, amount=amount)
+
+    assert error.value.param == "amount"
+    assert not Transfer.objects.exists()
+
+
+def test_accounts_of_another_merchant_are_refused(merchant):
+    source = AccountFactory(merchant=merchant, balance=100)
+    foreign = AccountFactory(merchant=MerchantFactory())
+
+    with pytest.raises(ValidationError) as error:
+        transfer_create(merchant=merchant, source=source, destination=foreign, amount=10)
+
+    assert error.value.code == "resource_missing"
+    assert not Transfer.objects.exists()
+
+
+def test_same_account_on_both_sides_is_refused(merchant):
+    source = AccountFactory(merchant=merchant, balance=100)
+
+    with pytest.raises(ValidationError):
+        transfer_create(merchant=merchant, source=source, destination=source, amount=10)
+
+
+def test_different_currencies_need_an_fx_rate(merchant):
+    usd = AccountFactory(merchant=merchant, balance=100)
+    eur = AccountFactory(merchant=merchant, currency="EUR")
+
+    with pytest.raises(ValidationError) as error:
+        transfer_create(merchant=merchant, source=usd, destination=eur, amount=10)
+
+    assert error.value.code == "currency_mismatch"
+
+
+def test_cross_currency_transfer_goes_through_the_fx_accounts(merchant):
+    usd = AccountFactory(merchant=merchant, balance=10_000)
+    jpy = AccountFactory(merchant=merchant, currency="JPY")
+
+    transfer = transfer_create(
+        merchant=merchant, source=usd, destination=jpy, amount=1_000, fx_rate=Decimal("151.37")
+    )
+
+    usd.refresh_from_db()
+    jpy.refresh_from_db()
+    fx_usd = system_account_get(currency="USD", purpose=SystemPurpose.FX)
+    fx_jpy = system_account_get(currency="JPY", purpose=SystemPurpose.FX)
+    # 10.00 USD at 151.37 JPY per USD is 1,513.7 JPY, which has no minor unit: 1,514.
+    assert (transfer.destination_amount, transfer.destination_currency) == (1_514, "JPY")
+    assert (usd.balance, jpy.balance) == (9_000, 1_514)
+    assert (fx_usd.balance, fx_jpy.balance) == (1_000, -1_514)
+    assert invariant_violations() == {}
+
+
+@pytest.mark.parametrize(
+    ("amount", "source", "destination", "rate", "expected"),
+    [
+        (1_000, "USD", "KWD", Decimal("0.3071"), 3_071),  # 10.00 USD → 3.071 KWD
+        (1_000, "JPY", "USD", Decimal("0.0066"), 660),  # 1,000 JPY → 6.60 USD
+        (5, "USD", "EUR", Decimal("0.5"), 2),  # 2.5 cents rounds half to even
+        (7, "USD", "EUR", Decimal("0.5"), 4),  # 3.5 cents rounds half to even
+    ],
+)
+def test_fx_conversion_respects_each_currency_exponent(amount, source, destination, rate, expected):
+    assert (
+        fx_convert(
+            amount=amount, source_currency=source, destination_currency=destination, rate=rate
+        )
+        == expected
+    )
+
+
+@pytest.mark.parametrize(
+    "rate", [Decimal(0), Decimal(-1), Decimal("NaN"), Decimal("Infinity"), 1.1]
+)
+def test_fx_rate_must_be_a_positive_finite_decimal(merchant, rate):
+    usd = AccountFactory(merchant=merchant, balance=100)
+    eur = AccountFactory(merchant=merchant, currency="EUR")
+
+    with pytest.raises(ValidationError) as error:
+        transfer_create(merchant=merchant, source=usd, destination=eur, amount=10, fx_rate=rate)
+
+    assert error.value.param == "fx_rate"
+
+
+def test_fx_amount_that_rounds_to_zero_is_refused(merchant):
+    usd = AccountFactory(merchant=merchant, balance=100)
+    eur = AccountFactory(merchant=merchant, currency="EUR")
+
+    with pytest.raises(ValidationError):
+        transfer_create(
+            merchant=merchant, source=usd, destination=eur, amount=1, fx_rate=Decimal("0.1")
+        )
