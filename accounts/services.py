@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.locks import accounts_lock, hold_lock
+from accounts.locks import account_lock, accounts_lock, hold_lock
 from accounts.models import (
     Account,
     AccountKind,
@@ -130,7 +130,7 @@ def _account_set_status(
     if not reason:
         raise ValidationError("a reason is required", param="reason")
     with transaction.atomic():
-        locked = accounts_lock([account.pk])[account.pk]
+        locked = account_lock(account.pk)
         if locked.status not in allowed_from:
             raise InvalidState(f"account {locked.public_id} is {locked.status}")
         if status == AccountStatus.CLOSED and (locked.balance != 0 or locked.held != 0):

@@ -40,7 +40,7 @@ def retry_on_conflict(func: Callable[P, R]) -> Callable[P, R]:
             except OperationalError as error:
                 if connection.in_atomic_block or not _is_retryable(error) or attempt == attempts:
                     raise
-                logger.warning("retrying %s after %s (attempt %d)", func.__name__, error, attempt)
+                logger.warning("retrying %r after %s (attempt %d)", func, error, attempt)
                 time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311 - jitter, not crypto
         raise AssertionError("unreachable")
 

@@ -1,17 +1,18 @@
 """Posting to the ledger: the only code that changes an account's balance."""
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.locks import accounts_lock
 from accounts.models import Account, AccountKind, AccountStatus, SystemPurpose
 from accounts.system import system_account_get
-from audit.services import audit_log_record
+from audit.models import AuditLog
+from audit.services import audit_log_build, audit_log_record, audit_log_write
 from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
 from ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind
 
@@ -63,13 +64,14 @@ def ledger_transaction_post(
     description: str = "",
     reverses: LedgerTransaction | None = None,
     held_deltas: Mapping[int, int] | None = None,
-    before_lock: Callable[[LedgerTransaction], Any] | None = None,
+    before_lock: Callable[[LedgerTransaction], Iterable[AuditLog] | None] | None = None,
 ) -> LedgerTransaction:
     """Post a balanced transaction of N legs, atomically.
 
     The legs are checked to sum to zero per currency before anything is written. The
     transaction row and its audit row are inserted first, then `before_lock` lets the
-    caller write its own rows that point at it; only then are the accounts locked (in pk
+    caller write its own rows that point at it (audit rows it returns are inserted together
+    with the transaction's own in one statement); only then are the accounts locked (in pk
     order), checked (active; a wallet's available balance within its overdraft limit),
     updated in one statement, and the entries inserted with each account's
     `balance_after`. Keeping the writes that need no lock ahead of it keeps the locked
@@ -81,14 +83,17 @@ def ledger_transaction_post(
         ledger_transaction = LedgerTransaction.objects.create(
             kind=kind, description=description, reverses=reverses
         )
-        audit_log_record(
-            action="ledger_transaction.posted",
-            object_type="ledger_transaction",
-            object_id=ledger_transaction.public_id,
-            new_values=_ledger_transaction_data(ledger_transaction, legs),
-        )
+        audit_rows = [
+            audit_log_build(
+                action="ledger_transaction.posted",
+                object_type="ledger_transaction",
+                object_id=ledger_transaction.public_id,
+                new_values=_ledger_transaction_data(ledger_transaction, legs),
+            )
+        ]
         if before_lock is not None:
-            before_lock(ledger_transaction)
+            audit_rows.extend(before_lock(ledger_transaction) or ())
+        audit_log_write(audit_rows)
         _apply_legs(ledger_transaction, legs, held_deltas or {})
     return ledger_transaction
 
@@ -116,16 +121,7 @@ def _apply_legs(
                     param="amount",
                 )
 
-    # One statement for every account; safe to add in SQL because the rows are locked.
-    rows = [(pk, balance_deltas.get(pk, 0), held_deltas.get(pk, 0)) for pk in locked]
-    values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(rows))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE accounts_account AS a"  # noqa: S608 - only placeholders are interpolated
-            " SET balance = a.balance + v.balance_delta, held = a.held + v.held_delta"
-            f" FROM (VALUES {values}) AS v(id, balance_delta, held_delta) WHERE a.id = v.id",
-            [value for row in rows for value in row],
-        )
+    _add_to_accounts([(pk, balance_deltas.get(pk, 0), held_deltas.get(pk, 0)) for pk in locked])
 
     now = timezone.now()
     running = {pk: account.balance for pk, account in locked.items()}
@@ -143,6 +139,26 @@ def _apply_legs(
             )
         )
     LedgerEntry.objects.bulk_create(entries)
+
+
+def _add_to_accounts(deltas: list[tuple[int, int, int]]) -> None:
+    """Add (balance, held) deltas to locked accounts, in SQL: Python never writes a balance
+    it read. On PostgreSQL one statement updates every account, which keeps the locked
+    section short; the demo's SQLite gets one plain update per account."""
+    if connection.vendor != "postgresql":
+        for pk, balance_delta, held_delta in deltas:
+            Account.objects.filter(pk=pk).update(
+                balance=F("balance") + balance_delta, held=F("held") + held_delta
+            )
+        return
+    values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(deltas))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE accounts_account AS a"  # noqa: S608 - only placeholders are interpolated
+            " SET balance = a.balance + v.balance_delta, held = a.held + v.held_delta"
+            f" FROM (VALUES {values}) AS v(id, balance_delta, held_delta) WHERE a.id = v.id",
+            [value for row in deltas for value in row],
+        )
 
 
 def ledger_transaction_reverse(

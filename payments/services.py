@@ -7,6 +7,7 @@ from django.db import transaction
 
 from accounts.models import Account, AccountKind, Merchant, SystemPurpose
 from accounts.system import system_account_get
+from audit.models import AuditLog
 from audit.services import audit_log_build, audit_log_write, event_emit
 from core.currencies import minor_units_per_major
 from core.db import retry_on_conflict
@@ -96,26 +97,22 @@ def _transfer_legs(transfer: Transfer) -> list[Leg]:
     ]
 
 
-def _transfer_record(transfer: Transfer) -> None:
-    """Insert the transfer in its final state with its audit row and event."""
+def _transfer_record(transfer: Transfer) -> AuditLog:
+    """Insert the transfer in its final state with its event; return its audit row, unsaved."""
     transfer.save(force_insert=True)
     data = transfer_data(transfer)
-    audit_log_write(
-        [
-            audit_log_build(
-                action=f"transfer.{transfer.status}",
-                object_type="transfer",
-                object_id=transfer.public_id,
-                new_values=data,
-            )
-        ]
-    )
     event_emit(
         merchant_id=transfer.merchant_id,
         type=f"transfer.{transfer.status}",
         object_type="transfer",
         object_id=transfer.public_id,
         data=data,
+    )
+    return audit_log_build(
+        action=f"transfer.{transfer.status}",
+        object_type="transfer",
+        object_id=transfer.public_id,
+        new_values=data,
     )
 
 
@@ -155,9 +152,9 @@ def transfer_create(
     )
     legs = _transfer_legs(transfer)
 
-    def record_succeeded(ledger_transaction: LedgerTransaction) -> None:
+    def record_succeeded(ledger_transaction: LedgerTransaction) -> list[AuditLog]:
         transfer.ledger_transaction = ledger_transaction
-        _transfer_record(transfer)
+        return [_transfer_record(transfer)]
 
     try:
         with transaction.atomic():
@@ -178,5 +175,5 @@ def transfer_create(
         transfer.failure_code = decline.code
         transfer.failure_message = decline.message
         with transaction.atomic():
-            _transfer_record(transfer)
+            audit_log_write([_transfer_record(transfer)])
     return transfer

@@ -12,7 +12,7 @@ from ledger.services import adjustment_post
 _names = itertools.count(1)
 
 
-class MerchantFactory(factory.Factory):
+class MerchantFactory(factory.Factory[Merchant]):
     class Meta:
         model = Merchant
 
@@ -23,7 +23,7 @@ class MerchantFactory(factory.Factory):
         return merchant_create(**kwargs)
 
 
-class CustomerFactory(factory.Factory):
+class CustomerFactory(factory.Factory[Customer]):
     class Meta:
         model = Customer
 
@@ -36,8 +36,8 @@ class CustomerFactory(factory.Factory):
         return customer_create(**kwargs)
 
 
-class AccountFactory(factory.Factory):
-    """`AccountFactory(balance=500)` opens a wallet funded by a settlement adjustment."""
+class AccountFactory(factory.Factory[Account]):
+    """`AccountFactory.create(balance=500)` opens a wallet funded by a settlement adjustment."""
 
     class Meta:
         model = Account

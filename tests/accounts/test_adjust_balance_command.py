@@ -17,7 +17,7 @@ def run(*args: str) -> str:
 
 
 def test_credit_prints_the_ledger_transaction_id_and_is_audited():
-    account = AccountFactory()
+    account = AccountFactory.create()
 
     output = run(
         "--account",
@@ -43,7 +43,7 @@ def test_credit_prints_the_ledger_transaction_id_and_is_audited():
 
 
 def test_debit_beyond_the_balance_is_refused_cleanly():
-    account = AccountFactory(balance=100)
+    account = AccountFactory.create(balance=100)
 
     with pytest.raises(CommandError, match="insufficient_funds"):
         run("--account", account.public_id, "--amount", "-101", "--reason", "clawback")
@@ -65,7 +65,7 @@ def test_bad_arguments_are_clear_errors(args):
 
 
 def test_blank_reason_and_zero_amount_are_refused():
-    account = AccountFactory()
+    account = AccountFactory.create()
 
     with pytest.raises(CommandError, match="reason"):
         run("--account", account.public_id, "--amount", "5", "--reason", "  ")

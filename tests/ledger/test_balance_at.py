@@ -6,13 +6,13 @@ from django.utils import timezone
 from accounts.services import hold_create, hold_release
 from ledger.selectors import account_balance
 from payments.services import transfer_create
-from tests.factories import AccountFactory, fund
+from tests.factories import AccountFactory, MerchantFactory, fund
 
 pytestmark = pytest.mark.django_db
 
 
 def test_balance_now_is_the_account_balance_less_holds():
-    account = AccountFactory(balance=500)
+    account = AccountFactory.create(balance=500)
     hold_create(account=account, amount=200)
     account.refresh_from_db()
 
@@ -22,12 +22,13 @@ def test_balance_now_is_the_account_balance_less_holds():
 
 
 def test_balance_at_a_past_time_is_rebuilt_from_the_ledger():
-    account = AccountFactory()
+    merchant = MerchantFactory.create()
+    account = AccountFactory.create(merchant=merchant)
     before_anything = timezone.now()
     fund(account, 1_000)
     after_funding = timezone.now()
-    other = AccountFactory(merchant=account.merchant)
-    transfer_create(merchant=account.merchant, source=account, destination=other, amount=300)
+    other = AccountFactory.create(merchant=merchant)
+    transfer_create(merchant=merchant, source=account, destination=other, amount=300)
     hold = hold_create(account=account, amount=100)
     while_held = timezone.now()
     hold_release(hold=hold)

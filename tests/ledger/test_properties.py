@@ -49,12 +49,14 @@ class LedgerPropertyTests(TestCase):
     )
     @given(st.lists(operation, min_size=1, max_size=25))
     def test_invariants_hold_after_any_sequence(self, operations):
-        merchant = MerchantFactory()
+        merchant = MerchantFactory.create()
         wallets = [
-            AccountFactory(merchant=merchant, balance=500, overdraft_limit=100 if i == 0 else 0)
+            AccountFactory.create(
+                merchant=merchant, balance=500, overdraft_limit=100 if i == 0 else 0
+            )
             for i in range(USD_WALLETS)
         ]
-        eur = AccountFactory(merchant=merchant, currency="EUR")
+        eur = AccountFactory.create(merchant=merchant, currency="EUR")
         holds: list[Hold] = []
         declined_transfers = 0
 

@@ -73,8 +73,10 @@ def assert_money_conserved(accounts: list[Account], total: int) -> None:
 
 
 def test_random_transfers_among_twenty_accounts():
-    merchant = MerchantFactory()
-    accounts = [AccountFactory(merchant=merchant, balance=OPENING_BALANCE) for _ in range(ACCOUNTS)]
+    merchant = MerchantFactory.create()
+    accounts = [
+        AccountFactory.create(merchant=merchant, balance=OPENING_BALANCE) for _ in range(ACCOUNTS)
+    ]
 
     def make_transfer(rng: random.Random) -> None:
         source, destination = rng.sample(accounts, 2)
@@ -91,8 +93,10 @@ def test_random_transfers_among_twenty_accounts():
 
 
 def test_every_transfer_crediting_one_hot_account():
-    merchant = MerchantFactory()
-    accounts = [AccountFactory(merchant=merchant, balance=OPENING_BALANCE) for _ in range(ACCOUNTS)]
+    merchant = MerchantFactory.create()
+    accounts = [
+        AccountFactory.create(merchant=merchant, balance=OPENING_BALANCE) for _ in range(ACCOUNTS)
+    ]
     hot, others = accounts[0], accounts[1:]
 
     def make_transfer(rng: random.Random) -> None:
@@ -107,8 +111,10 @@ def test_every_transfer_crediting_one_hot_account():
 
 
 def test_every_transfer_debiting_one_hot_account_never_overdraws_it():
-    merchant = MerchantFactory()
-    accounts = [AccountFactory(merchant=merchant, balance=OPENING_BALANCE) for _ in range(ACCOUNTS)]
+    merchant = MerchantFactory.create()
+    accounts = [
+        AccountFactory.create(merchant=merchant, balance=OPENING_BALANCE) for _ in range(ACCOUNTS)
+    ]
     hot, others = accounts[0], accounts[1:]
 
     def make_transfer(rng: random.Random) -> None:

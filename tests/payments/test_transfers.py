@@ -18,12 +18,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def merchant():
-    return MerchantFactory()
+    return MerchantFactory.create()
 
 
 def test_transfer_moves_money_and_records_everything(merchant):
-    source = AccountFactory(merchant=merchant, balance=1_000)
-    destination = AccountFactory(merchant=merchant)
+    source = AccountFactory.create(merchant=merchant, balance=1_000)
+    destination = AccountFactory.create(merchant=merchant)
 
     transfer = transfer_create(
         merchant=merchant, source=source, destination=destination, amount=250, description="rent"
@@ -49,8 +49,8 @@ def test_transfer_moves_money_and_records_everything(merchant):
 
 
 def test_declined_transfer_is_stored_failed_and_moves_nothing(merchant):
-    source = AccountFactory(merchant=merchant, balance=100)
-    destination = AccountFactory(merchant=merchant)
+    source = AccountFactory.create(merchant=merchant, balance=100)
+    destination = AccountFactory.create(merchant=merchant)
     transactions_before = LedgerTransaction.objects.count()
 
     transfer = transfer_create(
@@ -69,8 +69,8 @@ def test_declined_transfer_is_stored_failed_and_moves_nothing(merchant):
 
 
 def test_transfer_spends_the_whole_balance_but_not_more(merchant):
-    source = AccountFactory(merchant=merchant, balance=100)
-    destination = AccountFactory(merchant=merchant)
+    source = AccountFactory.create(merchant=merchant, balance=100)
+    destination = AccountFactory.create(merchant=merchant)
 
     first = transfer_create(merchant=merchant, source=source, destination=destination, amount=100)
     second = transfer_create(merchant=merchant, source=source, destination=destination, amount=1)
@@ -81,8 +81,8 @@ def test_transfer_spends_the_whole_balance_but_not_more(merchant):
 def test_held_funds_are_not_available_to_transfer(merchant):
     from accounts.services import hold_create
 
-    source = AccountFactory(merchant=merchant, balance=100)
-    destination = AccountFactory(merchant=merchant)
+    source = AccountFactory.create(merchant=merchant, balance=100)
+    destination = AccountFactory.create(merchant=merchant)
     hold_create(account=source, amount=60)
 
     transfer = transfer_create(merchant=merchant, source=source, destination=destination, amount=41)
@@ -91,8 +91,8 @@ def test_held_funds_are_not_available_to_transfer(merchant):
 
 
 def test_overdraft_limit_lets_a_wallet_go_negative_down_to_it(merchant):
-    source = AccountFactory(merchant=merchant, overdraft_limit=50)
-    destination = AccountFactory(merchant=merchant)
+    source = AccountFactory.create(merchant=merchant, overdraft_limit=50)
+    destination = AccountFactory.create(merchant=merchant)
 
     within = transfer_create(merchant=merchant, source=source, destination=destination, amount=50)
     beyond = transfer_create(merchant=merchant, source=source, destination=destination, amount=1)
@@ -106,8 +106,8 @@ def test_overdraft_limit_lets_a_wallet_go_negative_down_to_it(merchant):
 @pytest.mark.parametrize("frozen", ["source", "destination"])
 def test_frozen_account_can_neither_send_nor_receive(merchant, frozen):
     accounts = {
-        "source": AccountFactory(merchant=merchant, balance=100),
-        "destination": AccountFactory(merchant=merchant),
+        "source": AccountFactory.create(merchant=merchant, balance=100),
+        "destination": AccountFactory.create(merchant=merchant),
     }
     account_freeze(account=accounts[frozen], reason="suspected fraud")
 
@@ -121,8 +121,8 @@ def test_frozen_account_can_neither_send_nor_receive(merchant, frozen):
 
 @pytest.mark.parametrize("amount", [0, -5, 1.5, "10", True, None])
 def test_amount_must_be_a_positive_integer(merchant, amount):
-    source = AccountFactory(merchant=merchant, balance=100)
-    destination = AccountFactory(merchant=merchant)
+    source = AccountFactory.create(merchant=merchant, balance=100)
+    destination = AccountFactory.create(merchant=merchant)
 
     with pytest.raises(ValidationError) as error:
         transfer_create(merchant=merchant, source=source, destination=destination, amount=amount)
@@ -132,8 +132,8 @@ def test_amount_must_be_a_positive_integer(merchant, amount):
 
 
 def test_accounts_of_another_merchant_are_refused(merchant):
-    source = AccountFactory(merchant=merchant, balance=100)
-    foreign = AccountFactory(merchant=MerchantFactory())
+    source = AccountFactory.create(merchant=merchant, balance=100)
+    foreign = AccountFactory.create(merchant=MerchantFactory.create())
 
     with pytest.raises(ValidationError) as error:
         transfer_create(merchant=merchant, source=source, destination=foreign, amount=10)
@@ -143,15 +143,15 @@ def test_accounts_of_another_merchant_are_refused(merchant):
 
 
 def test_same_account_on_both_sides_is_refused(merchant):
-    source = AccountFactory(merchant=merchant, balance=100)
+    source = AccountFactory.create(merchant=merchant, balance=100)
 
     with pytest.raises(ValidationError):
         transfer_create(merchant=merchant, source=source, destination=source, amount=10)
 
 
 def test_different_currencies_need_an_fx_rate(merchant):
-    usd = AccountFactory(merchant=merchant, balance=100)
-    eur = AccountFactory(merchant=merchant, currency="EUR")
+    usd = AccountFactory.create(merchant=merchant, balance=100)
+    eur = AccountFactory.create(merchant=merchant, currency="EUR")
 
     with pytest.raises(ValidationError) as error:
         transfer_create(merchant=merchant, source=usd, destination=eur, amount=10)
@@ -160,8 +160,8 @@ def test_different_currencies_need_an_fx_rate(merchant):
 
 
 def test_cross_currency_transfer_goes_through_the_fx_accounts(merchant):
-    usd = AccountFactory(merchant=merchant, balance=10_000)
-    jpy = AccountFactory(merchant=merchant, currency="JPY")
+    usd = AccountFactory.create(merchant=merchant, balance=10_000)
+    jpy = AccountFactory.create(merchant=merchant, currency="JPY")
 
     transfer = transfer_create(
         merchant=merchant, source=usd, destination=jpy, amount=1_000, fx_rate=Decimal("151.37")
@@ -200,8 +200,8 @@ def test_fx_conversion_respects_each_currency_exponent(amount, source, destinati
     "rate", [Decimal(0), Decimal(-1), Decimal("NaN"), Decimal("Infinity"), 1.1]
 )
 def test_fx_rate_must_be_a_positive_finite_decimal(merchant, rate):
-    usd = AccountFactory(merchant=merchant, balance=100)
-    eur = AccountFactory(merchant=merchant, currency="EUR")
+    usd = AccountFactory.create(merchant=merchant, balance=100)
+    eur = AccountFactory.create(merchant=merchant, currency="EUR")
 
     with pytest.raises(ValidationError) as error:
         transfer_create(merchant=merchant, source=usd, destination=eur, amount=10, fx_rate=rate)
@@ -210,8 +210,8 @@ def test_fx_rate_must_be_a_positive_finite_decimal(merchant, rate):
 
 
 def test_fx_amount_that_rounds_to_zero_is_refused(merchant):
-    usd = AccountFactory(merchant=merchant, balance=100)
-    eur = AccountFactory(merchant=merchant, currency="EUR")
+    usd = AccountFactory.create(merchant=merchant, balance=100)
+    eur = AccountFactory.create(merchant=merchant, currency="EUR")
 
     with pytest.raises(ValidationError):
         transfer_create(

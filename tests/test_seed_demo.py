@@ -1,0 +1,72 @@
+import io
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from accounts.models import Account, AccountKind, Customer, Hold, HoldStatus, Merchant
+from payments.models import Transfer, TransferStatus
+from tests.invariants import invariant_violations
+
+
+def seed() -> tuple[str, str]:
+    """Run seed_demo; return its output and the password it printed."""
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    output = out.getvalue()
+    assert "http://127.0.0.1:8000/admin/" in output
+    assert re.search(r"^\s*Username: admin$", output, re.MULTILINE)
+    match = re.search(r"^\s*Password: (\S+)$", output, re.MULTILINE)
+    assert match is not None, output
+    return output, match.group(1)
+
+
+def demo_counts() -> dict[str, int]:
+    shop = Merchant.objects.get(name="Demo Shop")
+    return {
+        "customers": Customer.objects.filter(merchant=shop).count(),
+        "accounts": Account.objects.filter(merchant=shop, kind=AccountKind.WALLET).count(),
+        "transfers": Transfer.objects.filter(merchant=shop).count(),
+        "failed": Transfer.objects.filter(merchant=shop, status=TransferStatus.FAILED).count(),
+        "active_holds": Hold.objects.filter(
+            account__merchant=shop, status=HoldStatus.ACTIVE
+        ).count(),
+    }
+
+
+@pytest.mark.django_db
+def test_seed_demo_creates_data_once_and_resets_the_admin_password() -> None:
+    first_output, first_password = seed()
+
+    assert "Created merchant 'Demo Shop'" in first_output
+    expected = {"customers": 3, "accounts": 6, "transfers": 5, "failed": 1, "active_holds": 1}
+    assert demo_counts() == expected
+    shop = Merchant.objects.get(name="Demo Shop")
+    wallet_currencies = Account.objects.filter(merchant=shop).values_list("currency", flat=True)
+    assert set(wallet_currencies) == {"USD", "EUR", "JPY"}
+    failed = Transfer.objects.get(merchant=shop, status=TransferStatus.FAILED)
+    assert failed.failure_code == "insufficient_funds"
+    fx = Transfer.objects.get(merchant=shop, fx_rate__isnull=False)
+    assert (fx.currency, fx.amount, fx.destination_currency, fx.destination_amount) == (
+        "USD",
+        10_000,
+        "EUR",
+        9_200,
+    )
+    assert invariant_violations() == {}
+
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff and admin.is_active
+    assert admin.check_password(first_password)
+
+    second_output, second_password = seed()
+
+    assert "already present" in second_output
+    assert Merchant.objects.filter(name="Demo Shop").count() == 1
+    assert demo_counts() == expected
+    assert get_user_model().objects.filter(username="admin").count() == 1
+    assert second_password != first_password
+    admin.refresh_from_db()
+    assert admin.check_password(second_password)
+    assert not admin.check_password(first_password)
