@@ -1,6 +1,7 @@
 """Parallel transfers on real PostgreSQL: no lock error reaches a caller, money is conserved."""
 
 import random
+import sys
 import threading
 from collections import Counter
 
@@ -21,6 +22,16 @@ WORKERS = 8
 TRANSFERS_PER_WORKER = 250  # 2,000 in all
 ACCOUNTS = 20
 OPENING_BALANCE = 1_000
+
+
+@pytest.fixture(autouse=True)
+def quick_thread_switches():
+    """A thread holding a row lock should not wait the default 5 ms for the GIL while the
+    others spin: that would measure Python's scheduler, not our locking."""
+    default = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    yield
+    sys.setswitchinterval(default)
 
 
 def run_in_parallel(make_transfer) -> list[BaseException]:

@@ -1,0 +1,414 @@
+"""`reconcile_ledger`: the service and the command, on a clean ledger and on every kind
+of break it reports."""
+
+import io
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from accounts.models import Account, Merchant, SystemPurpose
+from accounts.services import hold_capture, hold_create, hold_release
+from accounts.system import system_account_get
+from audit.models import AuditLog
+from ledger import reconciliation
+from ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind, ReconciliationRun
+from ledger.reconciliation import reconcile_ledger, reconcile_scope_size
+from ledger.services import (
+    Leg,
+    adjustment_post,
+    ledger_transaction_post,
+    ledger_transaction_reverse,
+)
+from payments.services import transfer_create
+from tests.factories import AccountFactory, MerchantFactory
+from tests.invariants import invariant_violations
+
+
+def _merchant() -> Merchant:
+    merchant: Merchant = MerchantFactory.create()
+    return merchant
+
+
+def _wallet(merchant: Merchant | None = None, balance: int = 0, currency: str = "USD") -> Account:
+    account: Account = AccountFactory.create(
+        merchant=merchant or _merchant(), balance=balance, currency=currency
+    )
+    return account
+
+
+def _reconcile(*args: str) -> tuple[int, str]:
+    """Run the command as an operator would; return its exit code and standard output."""
+    out = io.StringIO()
+    try:
+        call_command("reconcile_ledger", *args, stdout=out, stderr=io.StringIO())
+    except SystemExit as exit_:
+        return int(exit_.code or 0), out.getvalue()
+    return 0, out.getvalue()
+
+
+def _sql(statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _disable_trigger(table: str, name_part: str) -> None:
+    """Disable one pgtrigger trigger for the rest of the test's transaction (it rolls back
+    with the test). Pending deferred events would make ALTER TABLE fail, so fire them now."""
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")
+    (name,) = _sql(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND strpos(tgname, %s) > 0",
+        [table, name_part],
+    )[0]
+    _sql(f'ALTER TABLE {table} DISABLE TRIGGER "{name}"')
+
+
+def _unbalanced_transaction(legs: list[tuple[Account, int]]) -> LedgerTransaction:
+    """Insert entries straight into the ledger, bypassing the services' checks and the
+    account balances."""
+    ledger_transaction = LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
+    for account, amount in legs:
+        LedgerEntry.objects.create(
+            transaction=ledger_transaction,
+            account=account,
+            amount=amount,
+            currency=account.currency,
+            balance_after=account.balance + amount,
+            created_at=timezone.now(),
+        )
+    return ledger_transaction
+
+
+def _checks(run: ReconciliationRun) -> set[tuple[str, str]]:
+    return {(item["check"], item["object"]) for item in run.breaks}
+
+
+@pytest.mark.django_db
+def test_clean_ledger_holds_and_records_an_ok_run() -> None:
+    merchant = _merchant()
+    alice = _wallet(merchant, balance=10_000)
+    bob = _wallet(merchant)
+    euros = _wallet(merchant, currency="EUR")
+    transfer = transfer_create(merchant=merchant, source=alice, destination=bob, amount=2_500)
+    transfer_create(
+        merchant=merchant, source=alice, destination=euros, amount=1_000, fx_rate=Decimal("0.9")
+    )
+    assert transfer.ledger_transaction is not None
+    ledger_transaction_reverse(ledger_transaction=transfer.ledger_transaction)
+    hold_capture(hold=hold_create(account=alice, amount=700), destination=bob, amount=500)
+    hold_release(hold=hold_create(account=alice, amount=300))
+    hold_create(account=alice, amount=400)  # stays active: held must match it
+    adjustment_post(account=bob, amount=-100, reason="fee correction")
+    assert invariant_violations() == {}
+
+    code, output = _reconcile()
+
+    assert code == 0
+    assert "All invariants hold." in output
+    run = ReconciliationRun.objects.get()
+    assert run.status == ReconciliationRun.Status.OK
+    assert run.finished_at is not None
+    assert run.breaks == []
+    assert run.parameters == {"account": None, "since": None}
+    assert run.checked["transactions"] == LedgerTransaction.objects.count()
+    assert run.checked["accounts"] == Account.objects.count()
+    assert run.checked["currencies"] == 2
+    assert run.checked["append_only_tables"] == 3
+    assert f"Reconciliation run #{run.pk}" in output
+    assert AuditLog.objects.filter(
+        action="reconciliation.finished", object_id=str(run.pk), actor="command:reconcile_ledger"
+    ).exists()
+
+
+@pytest.mark.django_db
+def test_corrupted_balance_is_reported_in_text_and_json() -> None:
+    account = _wallet(balance=500)
+    _sql("UPDATE accounts_account SET balance = balance + 1 WHERE id = %s", [account.pk])
+
+    code, text = _reconcile()
+    json_code, document = _reconcile("--format", "json")
+
+    assert (code, json_code) == (1, 1)
+    assert account.public_id in text
+    assert "I2" in text
+    report = json.loads(document)
+    assert report["status"] == "broken"
+    i2 = [item for item in report["breaks"] if item["check"] == "I2"]
+    assert {item["object"] for item in i2} == {account.public_id}
+    # Its entries say 500 and so does its newest balance_after.
+    assert sorted((item["expected"], item["actual"]) for item in i2) == [(500, 501), (501, 500)]
+    # The extra unit exists nowhere else, so USD no longer sums to zero either.
+    assert ("I5", "USD", 0, 1) in {
+        (item["check"], item["object"], item["expected"], item["actual"])
+        for item in report["breaks"]
+    }
+    assert ReconciliationRun.objects.filter(status=ReconciliationRun.Status.BROKEN).count() == 2
+
+
+@pytest.mark.django_db
+def test_newest_balance_after_that_disagrees_is_an_i2_break() -> None:
+    merchant = _merchant()
+    source, destination = _wallet(merchant, balance=500), _wallet(merchant)
+    ledger_transaction = LedgerTransaction.objects.create(kind=LedgerTransactionKind.TRANSFER)
+    now = timezone.now()
+    LedgerEntry.objects.bulk_create(
+        [
+            LedgerEntry(
+                transaction=ledger_transaction,
+                account=source,
+                amount=-5,
+                currency="USD",
+                balance_after=495,
+                created_at=now,
+            ),
+            LedgerEntry(
+                transaction=ledger_transaction,
+                account=destination,
+                amount=5,
+                currency="USD",
+                balance_after=7,  # wrong: the balance becomes 5
+                created_at=now,
+            ),
+        ]
+    )
+    _sql("UPDATE accounts_account SET balance = balance - 5 WHERE id = %s", [source.pk])
+    _sql("UPDATE accounts_account SET balance = balance + 5 WHERE id = %s", [destination.pk])
+
+    run = reconcile_ledger()
+
+    assert run.breaks == [
+        {
+            "check": "I2",
+            "object": destination.public_id,
+            "message": (
+                f"account {destination.public_id} (USD) has balance 5 "
+                "but its newest entry's balance_after is 7"
+            ),
+            "currency": "USD",
+            "expected": 5,
+            "actual": 7,
+        }
+    ]
+
+
+@pytest.mark.django_db
+def test_held_that_differs_from_active_holds_is_an_i4_break() -> None:
+    account = _wallet(balance=500)
+    hold_create(account=account, amount=100)
+    _sql("UPDATE accounts_account SET held = held + 1 WHERE id = %s", [account.pk])
+
+    code, output = _reconcile()
+
+    assert code == 1
+    assert account.public_id in output
+    run = ReconciliationRun.objects.get()
+    assert _checks(run) == {("I4", account.public_id)}
+    assert (run.breaks[0]["expected"], run.breaks[0]["actual"]) == (100, 101)
+
+
+@pytest.mark.django_db
+def test_provider_clearing_beyond_threshold_is_a_break(settings: Any) -> None:
+    settings.RECONCILE_CLEARING_THRESHOLD = 1_000
+    clearing = system_account_get(currency="USD", purpose=SystemPurpose.PROVIDER_CLEARING)
+    wallet = _wallet()
+
+    def pay_in(amount: int) -> None:
+        ledger_transaction_post(
+            kind=LedgerTransactionKind.TRANSFER,
+            legs=[Leg(account=clearing, amount=-amount), Leg(account=wallet, amount=amount)],
+        )
+
+    pay_in(1_000)  # exactly at the threshold: still fine
+    assert _reconcile()[0] == 0
+
+    pay_in(1)
+    code, output = _reconcile()
+
+    assert code == 1
+    assert clearing.public_id in output
+    run = ReconciliationRun.objects.latest("pk")
+    assert _checks(run) == {("clearing_threshold", clearing.public_id)}
+    assert (run.breaks[0]["expected"], run.breaks[0]["actual"]) == (1_000, -1_001)
+    assert run.checked["clearing_accounts"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_refuses_to_commit_an_unbalanced_transaction() -> None:
+    account = _wallet(balance=500)
+    transactions_before = LedgerTransaction.objects.count()
+
+    with pytest.raises(IntegrityError, match="does not balance"), transaction.atomic():
+        _unbalanced_transaction([(account, 5)])
+
+    assert LedgerTransaction.objects.count() == transactions_before
+    assert LedgerEntry.objects.filter(account=account).count() == 1  # only the funding
+    assert invariant_violations() == {}
+
+
+@pytest.mark.django_db
+def test_unbalanced_transaction_that_got_in_anyway_is_an_i1_break() -> None:
+    merchant = _merchant()
+    first, second = _wallet(merchant, balance=500), _wallet(merchant, balance=500)
+    _disable_trigger("ledger_ledgerentry", "balanced_transaction")
+    unbalanced = _unbalanced_transaction([(first, 5), (second, -3)])
+    single = _unbalanced_transaction([(first, 2)])
+    assert "I1 unbalanced transaction" in invariant_violations()
+
+    code, output = _reconcile()
+
+    assert code == 1
+    assert unbalanced.public_id in output
+    assert single.public_id in output
+    run = ReconciliationRun.objects.get()
+    i1 = [item for item in run.breaks if item["check"] == "I1"]
+    assert [(item["object"], item["expected"], item["actual"]) for item in i1] == [
+        (unbalanced.public_id, 0, 2),
+        (single.public_id, 2, 1),  # fewer than two entries
+        (single.public_id, 0, 2),
+    ]
+    # The account balances were bypassed too, and I2 says so.
+    assert ("I2", first.public_id) in _checks(run)
+
+
+@pytest.mark.django_db
+def test_ledger_transaction_without_entries_is_an_i1_break() -> None:
+    # The balancing trigger fires on entries, so an empty transaction slips past it.
+    empty = LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
+
+    run = reconcile_ledger()
+
+    assert _checks(run) == {("I1", empty.public_id)}
+    assert (run.breaks[0]["expected"], run.breaks[0]["actual"]) == (2, 0)
+
+
+@pytest.mark.django_db
+def test_disabled_append_only_trigger_is_an_i3_break() -> None:
+    _disable_trigger("ledger_ledgertransaction", "append_only")
+
+    code, output = _reconcile()
+
+    assert code == 1
+    assert "ledger_ledgertransaction" in output
+    assert _checks(ReconciliationRun.objects.get()) == {("I3", "ledger_ledgertransaction")}
+
+
+@pytest.mark.django_db
+def test_account_option_limits_the_per_account_checks() -> None:
+    merchant = _merchant()
+    healthy, broken = _wallet(merchant, balance=500), _wallet(merchant, balance=500)
+    transfer_create(merchant=merchant, source=broken, destination=healthy, amount=100)
+    _sql("UPDATE accounts_account SET held = held + 1 WHERE id = %s", [broken.pk])
+
+    healthy_code, healthy_output = _reconcile("--account", healthy.public_id)
+    broken_code, broken_output = _reconcile("--account", broken.public_id)
+
+    assert healthy_code == 0, healthy_output
+    assert broken_code == 1
+    assert broken.public_id in broken_output
+    healthy_run, broken_run = ReconciliationRun.objects.order_by("pk")
+    assert healthy_run.parameters["account"] == healthy.public_id
+    # Its funding adjustment and the transfer; not the other account's funding.
+    assert healthy_run.checked["transactions"] == 2
+    assert healthy_run.checked["accounts"] == 1
+    assert _checks(broken_run) == {("I4", broken.public_id)}
+
+
+@pytest.mark.django_db
+def test_since_option_limits_the_transaction_checks() -> None:
+    today = timezone.now().date().isoformat()
+    _wallet(balance=500)
+    yesterday = timezone.now() - timedelta(days=1)
+    # An old empty transaction, inserted with its own created_at.
+    _sql(
+        "INSERT INTO ledger_ledgertransaction (public_id, kind, description, created_at)"
+        " VALUES (%s, %s, '', %s)",
+        ["ltx_old", LedgerTransactionKind.ADJUSTMENT, yesterday - timedelta(days=30)],
+    )
+
+    recent_code, recent_output = _reconcile("--since", today)
+    everything_code, everything_output = _reconcile()
+
+    assert recent_code == 0, recent_output
+    assert everything_code == 1
+    assert "ltx_old" in everything_output
+    recent = ReconciliationRun.objects.order_by("pk").first()
+    assert recent is not None
+    assert recent.parameters["since"] == f"{today}T00:00:00+00:00"
+    assert recent.checked["transactions"] == 1
+
+
+def test_since_accepts_dates_and_iso_datetimes() -> None:
+    from ledger.management.commands.reconcile_ledger import parse_since
+
+    assert parse_since("2025-01-31").isoformat() == "2025-01-31T00:00:00+00:00"
+    assert parse_since("2025-01-31T09:30:00").isoformat() == "2025-01-31T09:30:00+00:00"
+    assert parse_since("2025-01-31T09:30:00Z").isoformat() == "2025-01-31T09:30:00+00:00"
+    assert parse_since("2025-01-31T09:30+02:00").isoformat() == "2025-01-31T09:30:00+02:00"
+
+
+@pytest.mark.django_db
+def test_json_report_is_one_document() -> None:
+    _wallet(balance=500)
+
+    code, output = _reconcile("--format", "json")
+
+    assert code == 0
+    report = json.loads(output)
+    run = ReconciliationRun.objects.get()
+    assert report["run"] == run.pk
+    assert report["status"] == "ok"
+    assert report["breaks"] == []
+    assert report["checked"]["accounts"] == 2  # the wallet and the settlement account
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--account", "acct_doesnotexist"], "no account with id 'acct_doesnotexist'"),
+        (["--since", "yesterday"], "--since must be a date (YYYY-MM-DD)"),
+        (["--since", "2025-02-30"], "--since must be a date (YYYY-MM-DD)"),
+        (["--format", "xml"], "invalid choice: 'xml'"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError) as error:
+        call_command("reconcile_ledger", *args, stdout=io.StringIO())
+
+    assert message in str(error.value)
+    assert not ReconciliationRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_accounts_are_checked_in_chunks_with_a_fixed_number_of_queries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    merchant = _merchant()
+    for _ in range(3):
+        _wallet(merchant, balance=100)
+
+    with CaptureQueriesContext(connection) as few:
+        reconcile_ledger()
+    for _ in range(9):
+        _wallet(merchant, balance=100)
+    with CaptureQueriesContext(connection) as many:
+        reconcile_ledger()
+
+    # Same number of chunks (one each way), so the same number of queries: no N+1.
+    assert len(many) == len(few)
+
+    monkeypatch.setattr(reconciliation, "CHUNK_SIZE", 5)
+    reported: list[int] = []
+    run = reconcile_ledger(progress=reported.append)
+
+    assert run.status == ReconciliationRun.Status.OK
+    assert run.checked["accounts"] == 13  # 12 wallets and the settlement account
+    assert max(reported) == 5
+    assert sum(reported) == reconcile_scope_size() == 12 + 13
