@@ -32,7 +32,24 @@ class LedgerTransaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        triggers = [_APPEND_ONLY]
+        triggers = [
+            _APPEND_ONLY,
+            # I1 at commit, for the case the entries' trigger cannot see: no entries at all.
+            pgtrigger.Trigger(
+                name="has_entries",
+                operation=pgtrigger.Insert,
+                when=pgtrigger.After,
+                timing=pgtrigger.Deferred,
+                func="""
+                    IF (SELECT COUNT(*) FROM ledger_ledgerentry
+                        WHERE transaction_id = NEW.id) < 2 THEN
+                        RAISE EXCEPTION 'ledger transaction % has fewer than two entries', NEW.id
+                            USING ERRCODE = 'check_violation';
+                    END IF;
+                    RETURN NULL;
+                """,
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.public_id
@@ -96,6 +113,7 @@ class ReconciliationRun(models.Model):
         RUNNING = "running", "Running"
         OK = "ok", "Everything holds"
         BROKEN = "broken", "Breaks found"
+        FAILED = "failed", "Could not finish"
 
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -387,7 +387,7 @@ def reconcile_ledger(
     chunk of `n` transactions or accounts (see `reconcile_scope_size` for the total).
 
     The run row is written first with status `running`, so an observer can see a run in
-    progress, then finished as `ok` or `broken`; an exception leaves it `running`.
+    progress, then finished as `ok` or `broken`, or `failed` if a check itself crashed.
     """
     since = _aware(since)
     run = ReconciliationRun.objects.create(
@@ -397,15 +397,21 @@ def reconcile_ledger(
         }
     )
     breaks = _Breaks()
-    append_only_tables = _check_append_only_triggers(breaks)
-    checked: dict[str, Any] = {
-        "transactions": _check_transactions(breaks, account, since, progress),
-        "accounts": _check_accounts(breaks, account, progress),
-        "currencies": _check_currency_totals(breaks),
-        "clearing_accounts": _check_clearing_accounts(breaks),
-        "append_only_tables": append_only_tables,
-        "breaks_found": breaks.found,
-    }
+    try:
+        append_only_tables = _check_append_only_triggers(breaks)
+        checked: dict[str, Any] = {
+            "transactions": _check_transactions(breaks, account, since, progress),
+            "accounts": _check_accounts(breaks, account, progress),
+            "currencies": _check_currency_totals(breaks),
+            "clearing_accounts": _check_clearing_accounts(breaks),
+            "append_only_tables": append_only_tables,
+            "breaks_found": breaks.found,
+        }
+    except Exception:
+        run.status = ReconciliationRun.Status.FAILED
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "finished_at"])
+        raise
 
     run.checked = checked
     run.breaks = breaks.recorded

@@ -434,6 +434,7 @@ def test_database_refuses_an_unbalanced_transaction_at_commit(alice: Account) ->
     with pytest.raises(IntegrityError, match="does not balance"), transaction.atomic():
         raw = LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
         _insert_entry(raw, alice, 100)
+        _insert_entry(raw, alice, 5)
         execute("SET CONSTRAINTS ALL IMMEDIATE")  # fire the deferred check now
 
 

@@ -245,11 +245,19 @@ def test_database_refuses_to_commit_an_unbalanced_transaction() -> None:
     transactions_before = LedgerTransaction.objects.count()
 
     with pytest.raises(IntegrityError, match="does not balance"), transaction.atomic():
-        _unbalanced_transaction([(account, 5)])
+        _unbalanced_transaction([(account, 5), (account, 2)])
 
     assert LedgerTransaction.objects.count() == transactions_before
     assert LedgerEntry.objects.filter(account=account).count() == 1  # only the funding
     assert invariant_violations() == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_refuses_to_commit_a_transaction_without_entries() -> None:
+    with pytest.raises(IntegrityError, match="fewer than two entries"), transaction.atomic():
+        LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
+
+    assert not LedgerTransaction.objects.exists()
 
 
 @pytest.mark.django_db
@@ -257,6 +265,7 @@ def test_unbalanced_transaction_that_got_in_anyway_is_an_i1_break() -> None:
     merchant = _merchant()
     first, second = _wallet(merchant, balance=500), _wallet(merchant, balance=500)
     _disable_trigger("ledger_ledgerentry", "balanced_transaction")
+    _disable_trigger("ledger_ledgertransaction", "has_entries")
     unbalanced = _unbalanced_transaction([(first, 5), (second, -3)])
     single = _unbalanced_transaction([(first, 2)])
     assert "I1 unbalanced transaction" in invariant_violations()
@@ -279,7 +288,9 @@ def test_unbalanced_transaction_that_got_in_anyway_is_an_i1_break() -> None:
 
 @pytest.mark.django_db
 def test_ledger_transaction_without_entries_is_an_i1_break() -> None:
-    # The balancing trigger fires on entries, so an empty transaction slips past it.
+    # The database refuses this at commit; the test's transaction never commits, so it
+    # stands for one that got in anyway (a disabled trigger, a restore).
+    _disable_trigger("ledger_ledgertransaction", "has_entries")
     empty = LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
 
     run = reconcile_ledger()
@@ -325,7 +336,8 @@ def test_since_option_limits_the_transaction_checks() -> None:
     today = timezone.now().date().isoformat()
     _wallet(balance=500)
     yesterday = timezone.now() - timedelta(days=1)
-    # An old empty transaction, inserted with its own created_at.
+    # An old empty transaction (one that got past the database), with its own created_at.
+    _disable_trigger("ledger_ledgertransaction", "has_entries")
     _sql(
         "INSERT INTO ledger_ledgertransaction (public_id, kind, description, created_at)"
         " VALUES (%s, %s, '', %s)",
@@ -412,3 +424,18 @@ def test_accounts_are_checked_in_chunks_with_a_fixed_number_of_queries(
     assert run.checked["accounts"] == 13  # 12 wallets and the settlement account
     assert max(reported) == 5
     assert sum(reported) == reconcile_scope_size() == 12 + 13
+
+
+@pytest.mark.django_db
+def test_a_run_that_crashes_is_recorded_as_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args: object) -> int:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("ledger.reconciliation._check_accounts", crash)
+
+    with pytest.raises(RuntimeError):
+        reconcile_ledger()
+
+    run = ReconciliationRun.objects.get()
+    assert run.status == ReconciliationRun.Status.FAILED
+    assert run.finished_at is not None
