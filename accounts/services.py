@@ -20,6 +20,7 @@ from accounts.models import (
 )
 from accounts.representations import account_data, customer_data, hold_data
 from audit.services import audit_log_record, event_emit
+from core.amounts import validate_amount
 from core.currencies import normalize_currency
 from core.db import retry_on_conflict
 from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
@@ -193,10 +194,7 @@ def hold_create(
     *, account: Account, amount: int, description: str = "", expires_at: datetime | None = None
 ) -> Hold:
     """Reserve `amount` of the account's available balance."""
-    if type(amount) is not int or amount <= 0:
-        raise ValidationError(
-            "amount must be a positive whole number of minor units", param="amount"
-        )
+    validate_amount(amount)
     with transaction.atomic():
         locked = accounts_lock([account.pk])[account.pk]
         if locked.status != AccountStatus.ACTIVE:
@@ -258,7 +256,7 @@ def hold_capture(*, hold: Hold, destination: Account, amount: int | None = None)
         if locked.status != HoldStatus.ACTIVE:
             raise InvalidState(f"hold {locked.public_id} is {locked.status}")
         capture = locked.amount if amount is None else amount
-        if type(capture) is not int or not 0 < capture <= locked.amount:
+        if validate_amount(capture) > locked.amount:
             raise ValidationError(
                 f"amount must be between 1 and the held {locked.amount}", param="amount"
             )

@@ -13,6 +13,7 @@ from accounts.models import Account, AccountKind, AccountStatus, SystemPurpose
 from accounts.system import system_account_get
 from audit.models import AuditLog
 from audit.services import audit_log_build, audit_log_record, audit_log_write
+from core.amounts import validate_amount
 from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
 from ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind
 
@@ -31,8 +32,7 @@ def _validate_legs(legs: Sequence[Leg]) -> None:
         raise ValidationError("a ledger transaction needs at least two legs", code="unbalanced")
     totals: dict[str, int] = defaultdict(int)
     for leg in legs:
-        if type(leg.amount) is not int or leg.amount == 0:
-            raise ValidationError("every leg moves a non-zero whole number of minor units")
+        validate_amount(leg.amount, allow_negative=True)
         totals[leg.account.currency] += leg.amount
     if any(totals.values()):
         raise ValidationError(
@@ -197,10 +197,7 @@ def adjustment_post(*, account: Account, amount: int, reason: str) -> LedgerTran
     reason = reason.strip()
     if not reason:
         raise ValidationError("an adjustment needs a reason", param="reason")
-    if type(amount) is not int or amount == 0:
-        raise ValidationError(
-            "amount must be a non-zero whole number of minor units", param="amount"
-        )
+    validate_amount(amount, allow_negative=True)
     if account.kind != AccountKind.WALLET:
         raise ValidationError("only wallet accounts are adjusted by hand", param="account")
     settlement = system_account_get(currency=account.currency, purpose=SystemPurpose.SETTLEMENT)

@@ -9,6 +9,7 @@ from accounts.models import Account, AccountKind, Merchant, SystemPurpose
 from accounts.system import system_account_get
 from audit.models import AuditLog
 from audit.services import audit_log_build, audit_log_write, event_emit
+from core.amounts import validate_amount
 from core.currencies import minor_units_per_major
 from core.db import retry_on_conflict
 from core.exceptions import Declined, ValidationError
@@ -42,10 +43,7 @@ def _validate_transfer(
 ) -> int:
     """Refuse a malformed transfer before anything is written; return the amount the
     destination receives."""
-    if type(amount) is not int or amount <= 0:
-        raise ValidationError(
-            "amount must be a positive whole number of minor units", param="amount"
-        )
+    validate_amount(amount)
     for param, account in (("source_account", source), ("destination_account", destination)):
         if account.kind != AccountKind.WALLET or account.merchant_id != merchant.pk:
             raise ValidationError("no such account", code="resource_missing", param=param)

@@ -6,6 +6,7 @@ from accounts.models import SystemPurpose
 from accounts.services import account_freeze
 from accounts.system import system_account_get
 from audit.models import AuditLog, Event
+from core.amounts import MAX_AMOUNT
 from core.exceptions import ValidationError
 from ledger.models import LedgerEntry, LedgerTransaction
 from payments.models import Transfer, TransferStatus
@@ -217,3 +218,15 @@ def test_fx_amount_that_rounds_to_zero_is_refused(merchant):
         transfer_create(
             merchant=merchant, source=usd, destination=eur, amount=1, fx_rate=Decimal("0.1")
         )
+
+
+@pytest.mark.parametrize("amount", [MAX_AMOUNT + 1, 2**63, 10**30])
+def test_amount_above_the_maximum_is_refused_before_the_database(merchant, amount):
+    source = AccountFactory.create(merchant=merchant, balance=100)
+    destination = AccountFactory.create(merchant=merchant)
+
+    with pytest.raises(ValidationError) as error:
+        transfer_create(merchant=merchant, source=source, destination=destination, amount=amount)
+
+    assert error.value.param == "amount"
+    assert not Transfer.objects.exists()
