@@ -51,3 +51,9 @@ def bind(**changes: Any) -> Iterator[AuditContext]:
         yield context
     finally:
         _current.reset(token)
+
+
+def rebind(**changes: Any) -> None:
+    """Change fields of the context bound by the enclosing `bind` block (the request's),
+    e.g. once authentication has said who the caller is. That block's exit undoes it."""
+    _current.set(replace(_current.get(), **changes))

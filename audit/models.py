@@ -1,4 +1,3 @@
-import pgtrigger
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
@@ -7,7 +6,8 @@ from core.ids import new_event_id
 
 
 class AuditLog(models.Model):
-    """One append-only row per state change or operator action; PostgreSQL refuses edits."""
+    """One append-only row per state change or operator action. PostgreSQL refuses UPDATE,
+    DELETE and TRUNCATE on the table (migration audit/0002_append_only)."""
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
@@ -26,9 +26,6 @@ class AuditLog(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["object_type", "object_id"])]
-        triggers = [
-            pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
-        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_id} by {self.actor_type}:{self.actor}"

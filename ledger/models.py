@@ -1,4 +1,3 @@
-import pgtrigger
 from django.db import models
 from djmoney.models.fields import CurrencyField
 
@@ -13,12 +12,10 @@ class LedgerTransactionKind(models.TextChoices):
     REVERSAL = "reversal", "Reversal"
 
 
-_APPEND_ONLY = pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
-
-
 class LedgerTransaction(models.Model):
     """A balanced set of entries posted together. Never changed: a correction is a new
-    transaction that `reverses` this one."""
+    transaction that `reverses` this one. PostgreSQL refuses UPDATE, DELETE and TRUNCATE,
+    and refuses to commit one with fewer than two entries (ledger/0002_database_guards)."""
 
     public_id = models.CharField(
         max_length=32, unique=True, default=new_ledger_transaction_id, editable=False
@@ -32,24 +29,6 @@ class LedgerTransaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        triggers = [
-            _APPEND_ONLY,
-            # I1 at commit, for the case the entries' trigger cannot see: no entries at all.
-            pgtrigger.Trigger(
-                name="has_entries",
-                operation=pgtrigger.Insert,
-                when=pgtrigger.After,
-                timing=pgtrigger.Deferred,
-                func="""
-                    IF (SELECT COUNT(*) FROM ledger_ledgerentry
-                        WHERE transaction_id = NEW.id) < 2 THEN
-                        RAISE EXCEPTION 'ledger transaction % has fewer than two entries', NEW.id
-                            USING ERRCODE = 'check_violation';
-                    END IF;
-                    RETURN NULL;
-                """,
-            ),
-        ]
 
     def __str__(self) -> str:
         return self.public_id
@@ -57,7 +36,8 @@ class LedgerTransaction(models.Model):
 
 class LedgerEntry(models.Model):
     """One leg: a signed amount posted to one account (positive raises its balance), with
-    the account's balance right after it."""
+    the account's balance right after it. PostgreSQL refuses UPDATE, DELETE and TRUNCATE,
+    and refuses to commit a transaction whose entries do not sum to zero per currency."""
 
     transaction = models.ForeignKey(
         LedgerTransaction, on_delete=models.PROTECT, related_name="entries"
@@ -79,27 +59,6 @@ class LedgerEntry(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=~models.Q(amount=0), name="entry_amount_not_zero"),
-        ]
-        triggers = [
-            _APPEND_ONLY,
-            # I1 at commit: every transaction's entries sum to zero in each currency.
-            pgtrigger.Trigger(
-                name="balanced_transaction",
-                operation=pgtrigger.Insert,
-                when=pgtrigger.After,
-                timing=pgtrigger.Deferred,
-                func="""
-                    IF EXISTS (
-                        SELECT 1 FROM ledger_ledgerentry
-                        WHERE transaction_id = NEW.transaction_id
-                        GROUP BY currency HAVING SUM(amount) <> 0
-                    ) THEN
-                        RAISE EXCEPTION 'ledger transaction % does not balance', NEW.transaction_id
-                            USING ERRCODE = 'check_violation';
-                    END IF;
-                    RETURN NULL;
-                """,
-            ),
         ]
 
     def __str__(self) -> str:

@@ -330,6 +330,7 @@ def _check_clearing_accounts(breaks: _Breaks) -> int:
 # pg_trigger.tgtype bits (PostgreSQL's include/catalog/pg_trigger.h).
 _TRIGGER_TYPE_DELETE = 1 << 3
 _TRIGGER_TYPE_UPDATE = 1 << 4
+_TRIGGER_TYPE_TRUNCATE = 1 << 5
 # 'O' fires in the normal (origin) replication role, 'A' always; 'D' is disabled and 'R'
 # fires only on replicas.
 _TRIGGER_ENABLED = {"O", "A"}
@@ -337,8 +338,8 @@ _TRIGGER_ENABLED = {"O", "A"}
 
 def _check_append_only_triggers(breaks: _Breaks) -> int | None:
     """I3: the triggers that make the ledger and the audit log append-only are installed,
-    enabled, and refuse both UPDATE and DELETE. Returns how many tables were checked, or
-    None on a database other than PostgreSQL (the SQLite demo has no triggers)."""
+    enabled, and refuse UPDATE, DELETE and TRUNCATE. Returns how many tables were checked,
+    or None on a database other than PostgreSQL (the SQLite demo has no triggers)."""
     if connection.vendor != "postgresql":
         return None
     tables = [model._meta.db_table for model in (LedgerTransaction, LedgerEntry, AuditLog)]
@@ -351,20 +352,18 @@ def _check_append_only_triggers(breaks: _Breaks) -> int | None:
                 [table, "append_only"],
             )
             triggers = cursor.fetchall()
-            guarding = [
-                name
-                for name, enabled, kind in triggers
-                if enabled in _TRIGGER_ENABLED
-                and kind & _TRIGGER_TYPE_UPDATE
-                and kind & _TRIGGER_TYPE_DELETE
-            ]
-            if guarding:
+            enabled = [(name, kind) for name, state, kind in triggers if state in _TRIGGER_ENABLED]
+            refuses_edits = any(
+                kind & _TRIGGER_TYPE_UPDATE and kind & _TRIGGER_TYPE_DELETE for _, kind in enabled
+            )
+            refuses_truncate = any(kind & _TRIGGER_TYPE_TRUNCATE for _, kind in enabled)
+            if refuses_edits and refuses_truncate:
                 continue
             if triggers:
                 names = ", ".join(name for name, _, _ in triggers)
                 message = (
                     f"table {table}: append-only trigger {names} is disabled "
-                    "or does not refuse both UPDATE and DELETE"
+                    "or does not refuse UPDATE, DELETE and TRUNCATE"
                 )
             else:
                 message = f"table {table} has no append-only trigger"

@@ -1,5 +1,9 @@
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from django.conf import settings
+from django.db.backends.postgresql.operations import DatabaseOperations
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -9,3 +13,19 @@ def pytest_configure(config: pytest.Config) -> None:
             f"the test suite runs on PostgreSQL only (DATABASE_URL gives {engine}); "
             "run it with bin/test, which starts one"
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flush_past_the_append_only_guards() -> Iterator[None]:
+    """Transactional tests end with Django's flush, a TRUNCATE that the append-only tables
+    refuse. The test database's superuser flushes with triggers off, in replica mode, for
+    that one transaction; nothing else in the suite bypasses them."""
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self: DatabaseOperations, *args: Any, **kwargs: Any) -> list[str]:
+        statements = original(self, *args, **kwargs)
+        return ["SET LOCAL session_replication_role = replica", *statements] if statements else []
+
+    DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign,assignment]
+    yield
+    DatabaseOperations.sql_flush = original  # type: ignore[method-assign]

@@ -5,7 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, ProgrammingError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account, Merchant, SystemPurpose
@@ -408,17 +408,35 @@ def posted(alice: Account, bob: Account) -> LedgerTransaction:
         "DELETE FROM ledger_ledgertransaction",
         "UPDATE audit_auditlog SET reason = 'edited'",
         "DELETE FROM audit_auditlog",
+        "TRUNCATE ledger_ledgerentry",
+        "TRUNCATE ledger_ledgertransaction CASCADE",
+        "TRUNCATE audit_auditlog",
     ],
 )
 def test_database_refuses_to_change_history(sql: str) -> None:
-    # pgtrigger's RAISE EXCEPTION is SQLSTATE P0001, which psycopg 3 maps to ProgrammingError.
-    with pytest.raises(ProgrammingError, match="Cannot update or delete"), transaction.atomic():
+    # Fire the posting's deferred checks first: PostgreSQL will not TRUNCATE a table with
+    # trigger events pending, and the point is to see our guard refuse it.
+    execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with (
+        pytest.raises(IntegrityError, match="is refused: the table is append-only"),
+        transaction.atomic(),
+    ):
         execute(sql)
 
 
 def test_orm_cannot_change_an_entry_either(posted: LedgerTransaction) -> None:
-    with pytest.raises(ProgrammingError, match="Cannot update"), transaction.atomic():
+    with (
+        pytest.raises(IntegrityError, match="UPDATE on ledger_ledgerentry is refused"),
+        transaction.atomic(),
+    ):
         posted.entries.update(amount=1)
+
+
+def test_no_session_setting_switches_the_guards_off(posted: LedgerTransaction) -> None:
+    # django-pgtrigger's triggers obey `SET pgtrigger.ignore`; ours have no such door.
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        execute("SET LOCAL pgtrigger.ignore = '{append_only}'")
+        execute("DELETE FROM audit_auditlog")
 
 
 def _insert_entry(ledger_transaction: LedgerTransaction, account: Account, amount: int) -> None:

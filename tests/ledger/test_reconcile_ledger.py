@@ -60,11 +60,11 @@ def _sql(statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...
 
 
 def _disable_trigger(table: str, name_part: str) -> None:
-    """Disable one pgtrigger trigger for the rest of the test's transaction (it rolls back
+    """Disable one guard trigger for the rest of the test's transaction (it rolls back
     with the test). Pending deferred events would make ALTER TABLE fail, so fire them now."""
     _sql("SET CONSTRAINTS ALL IMMEDIATE")
     (name,) = _sql(
-        "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND strpos(tgname, %s) > 0",
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s",
         [table, name_part],
     )[0]
     _sql(f'ALTER TABLE {table} DISABLE TRIGGER "{name}"')

@@ -1,0 +1,55 @@
+"""`Authorization: Bearer <api key>`: the caller is a merchant's API key."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from accounts.api_keys import api_key_authenticate
+from accounts.models import ApiKey, Merchant
+from audit import context
+from audit.context import ActorType
+
+
+@dataclass(frozen=True)
+class ApiKeyPrincipal:
+    """`request.user` for API requests: the key and the merchant it acts for."""
+
+    api_key: ApiKey
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def merchant(self) -> Merchant:
+        return self.api_key.merchant
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: HttpRequest) -> tuple[ApiKeyPrincipal, ApiKey] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, secret = header.partition(" ")
+        if scheme != self.keyword or not secret.strip():
+            raise exceptions.AuthenticationFailed("Use `Authorization: Bearer <api key>`.")
+        api_key = api_key_authenticate(secret.strip())
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        context.rebind(actor_type=ActorType.API_KEY, actor=api_key.prefix)
+        return ApiKeyPrincipal(api_key), api_key
+
+    def authenticate_header(self, request: HttpRequest) -> str:
+        return self.keyword
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "core.api.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "description": "A merchant's API key"}

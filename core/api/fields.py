@@ -1,0 +1,143 @@
+"""Strict input fields: JSON integers only for amounts, ISO 4217 currencies, bounded
+metadata and text. Nothing is coerced: a float, a numeric string or a boolean is an error."""
+
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from rest_framework import serializers
+
+from core.amounts import MAX_AMOUNT
+from core.currencies import normalize_currency
+from core.exceptions import DomainError, NotFound
+
+METADATA_MAX_KEYS = 20
+METADATA_KEY_MAX_LENGTH = 40
+METADATA_VALUE_MAX_LENGTH = 500
+
+
+def _refuse_unsafe_text(value: str) -> str:
+    if "\x00" in value:
+        raise serializers.ValidationError("must not contain NUL characters", code="invalid")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise serializers.ValidationError("must be valid Unicode", code="invalid") from error
+    return value
+
+
+class TextField(serializers.CharField):
+    """A string as sent (not trimmed), without NUL or lone surrogates."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string", code="invalid")
+        return _refuse_unsafe_text(super().to_internal_value(data))
+
+
+class AmountField(serializers.IntegerField):
+    """A positive JSON integer of minor units, at most MAX_AMOUNT."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_AMOUNT)
+        kwargs.setdefault("help_text", f"Minor units of the currency, 1 to {MAX_AMOUNT}.")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        if type(data) is not int:
+            raise serializers.ValidationError(
+                "must be a JSON integer of minor units", code="invalid"
+            )
+        return int(super().to_internal_value(data))
+
+
+class CurrencyField(serializers.CharField):
+    """An ISO 4217 code, accepted in any case, returned upper case."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("help_text", "ISO 4217 currency code, e.g. usd or USD.")
+        super().__init__(max_length=3, min_length=3, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string", code="invalid")
+        try:
+            return normalize_currency(data)
+        except DomainError as error:
+            raise serializers.ValidationError(error.message, code="invalid_currency") from error
+
+
+class MetadataField(serializers.DictField):
+    """Up to 20 string keys (≤ 40 characters) with string values (≤ 500 characters)."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("child", serializers.CharField(allow_blank=True))
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be an object", code="invalid")
+        if len(data) > METADATA_MAX_KEYS:
+            raise serializers.ValidationError(f"at most {METADATA_MAX_KEYS} keys", code="invalid")
+        for key, value in data.items():
+            if not key or len(key) > METADATA_KEY_MAX_LENGTH:
+                raise serializers.ValidationError(
+                    f"keys are 1 to {METADATA_KEY_MAX_LENGTH} characters", code="invalid"
+                )
+            if not isinstance(value, str) or len(value) > METADATA_VALUE_MAX_LENGTH:
+                raise serializers.ValidationError(
+                    f"values are strings of at most {METADATA_VALUE_MAX_LENGTH} characters",
+                    code="invalid",
+                )
+            _refuse_unsafe_text(key)
+            _refuse_unsafe_text(value)
+        return dict(data)
+
+
+class MerchantObjectField(serializers.SlugRelatedField):
+    """An id (`acct_…`) of one of the caller's own objects. Another merchant's id is
+    exactly as unknown as a missing one: 404, naming the parameter."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(slug_field="public_id", **kwargs)
+
+    def get_queryset(self) -> QuerySet[Any]:
+        queryset = super().get_queryset()
+        assert queryset is not None  # noqa: S101 - declared with queryset=
+        return queryset.filter(merchant=self.context["request"].user.merchant)
+
+    def to_internal_value(self, data: Any) -> Model:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be an id string", code="invalid")
+        found = self.get_queryset().filter(public_id=data).first()
+        if found is None:
+            raise NotFound(
+                f"No such object: {data!r}", code="resource_missing", param=self.field_name
+            )
+        return found
+
+    def to_representation(self, value: Any) -> str:
+        return str(value.public_id)
+
+
+class StrictSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not know (mass assignment of
+    `status`, `merchant`, … is an error, not silently ignored)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["the body must be a JSON object"]}, code="invalid"
+            )
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {unknown[0]: ["unknown parameter"]}, code="parameter_unknown"
+            )
+        return super().to_internal_value(data)

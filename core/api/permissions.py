@@ -1,0 +1,18 @@
+from typing import Any
+
+from rest_framework import permissions
+from rest_framework.request import Request
+
+from core.api.authentication import ApiKeyPrincipal
+
+
+class HasApiKey(permissions.BasePermission):
+    """Any live API key may read; only a key without read-only scope may write."""
+
+    message = "This API key is read-only."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        principal = request.user
+        if not isinstance(principal, ApiKeyPrincipal):
+            return False
+        return request.method in permissions.SAFE_METHODS or not principal.api_key.read_only

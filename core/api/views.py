@@ -1,0 +1,26 @@
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import exceptions, viewsets
+
+from accounts.models import Merchant
+from core.api.authentication import ApiKeyPrincipal
+
+
+class MerchantScopedViewSet(viewsets.GenericViewSet):
+    """The one place tenancy is applied: every object an API view reads or finds by id is
+    filtered to the calling key's merchant, so another merchant's id is a plain 404."""
+
+    lookup_field = "public_id"
+    lookup_url_kwarg = "id"
+    merchant_field = "merchant"
+
+    @property
+    def merchant(self) -> Merchant:
+        principal = self.request.user
+        if not isinstance(principal, ApiKeyPrincipal):  # HasApiKey has refused already
+            raise exceptions.NotAuthenticated()
+        return principal.merchant
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return super().get_queryset().filter(**{self.merchant_field: self.merchant})
