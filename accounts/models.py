@@ -5,6 +5,7 @@ from djmoney.money import Money
 from simple_history.models import HistoricalRecords
 
 from core.currencies import to_money
+from core.history import history_user
 from core.ids import new_account_id, new_customer_id, new_hold_id, new_merchant_id
 
 
@@ -17,7 +18,7 @@ class Merchant(models.Model):
     name = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     def __str__(self) -> str:
         return self.name
@@ -36,7 +37,7 @@ class Customer(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["-id"]
@@ -90,7 +91,7 @@ class Account(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     # Balances are history in the ledger; simple-history tracks the attributes people edit.
-    history = HistoricalRecords(excluded_fields=["balance", "held"])
+    history = HistoricalRecords(excluded_fields=["balance", "held"], get_user=history_user)
 
     class Meta:
         ordering = ["-id"]
@@ -167,7 +168,7 @@ class Hold(models.Model):
         related_name="+",
     )
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["-id"]
@@ -196,7 +197,7 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    history = HistoricalRecords(excluded_fields=["last_used_at"])
+    history = HistoricalRecords(excluded_fields=["last_used_at"], get_user=history_user)
 
     class Meta:
         ordering = ["-id"]

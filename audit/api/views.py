@@ -1,0 +1,21 @@
+import django_filters
+from rest_framework import mixins
+
+from audit.api.serializers import EventOutput
+from audit.models import Event
+from core.api.filters import CreatedFilterSet
+from core.api.views import MerchantScopedViewSet
+
+
+class EventFilter(CreatedFilterSet):
+    type = django_filters.CharFilter()
+
+    class Meta:
+        model = Event
+        fields: list[str] = []
+
+
+class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantScopedViewSet):
+    queryset = Event.objects.all()
+    serializer_class = EventOutput
+    filterset_class = EventFilter

@@ -1,0 +1,54 @@
+from typing import Any
+
+from rest_framework import serializers
+
+from accounts.models import Account, AccountKind
+from core.api.fields import (
+    AmountField,
+    CurrencyField,
+    MerchantObjectField,
+    MetadataField,
+    StrictSerializer,
+    TextField,
+)
+from payments.representations import transfer_data
+
+
+class TransferInput(StrictSerializer):
+    source_account = MerchantObjectField(queryset=Account.objects.filter(kind=AccountKind.WALLET))
+    destination_account = MerchantObjectField(
+        queryset=Account.objects.filter(kind=AccountKind.WALLET)
+    )
+    amount = AmountField()
+    currency = CurrencyField()
+    description = TextField(required=False, max_length=500)
+    metadata = MetadataField()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["currency"] != attrs["source_account"].currency:
+            raise serializers.ValidationError(
+                {"currency": ["must be the source account's currency"]}, code="currency_mismatch"
+            )
+        return attrs
+
+
+class TransferOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    source_account = serializers.CharField()
+    destination_account = serializers.CharField()
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    destination_amount = serializers.IntegerField()
+    destination_currency = serializers.CharField()
+    fx_rate = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=["succeeded", "failed"])
+    failure_code = serializers.CharField(allow_null=True)
+    failure_message = serializers.CharField(allow_null=True)
+    description = serializers.CharField()
+    metadata = serializers.DictField(child=serializers.CharField())
+    ledger_transaction = serializers.CharField(allow_null=True)
+    created = serializers.DateTimeField()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return transfer_data(instance)

@@ -1,0 +1,70 @@
+from typing import Any
+
+import django_filters
+from django.db.models import Q
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core.api.errors import ApiError
+from core.api.filters import CreatedFilterSet
+from core.api.views import MerchantScopedViewSet
+from payments.api.serializers import TransferInput, TransferOutput
+from payments.models import Transfer, TransferStatus
+from payments.services import transfer_create
+
+
+class TransferFilter(CreatedFilterSet):
+    status = django_filters.ChoiceFilter(choices=TransferStatus.choices)
+    account = django_filters.CharFilter(method="filter_account")
+    currency = django_filters.CharFilter(method="filter_currency")
+
+    class Meta:
+        model = Transfer
+        fields: list[str] = []
+
+    def filter_account(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(
+            Q(source_account__public_id=value) | Q(destination_account__public_id=value)
+        )
+
+    def filter_currency(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(currency=value.upper())
+
+
+class TransferViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantScopedViewSet):
+    queryset = Transfer.objects.select_related(
+        "source_account", "destination_account", "ledger_transaction"
+    )
+    serializer_class = TransferOutput
+    filterset_class = TransferFilter
+
+    @extend_schema(
+        request=TransferInput,
+        responses={
+            201: TransferOutput,
+            402: OpenApiResponse(description="Declined: the failed transfer's id is in the error"),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        data = TransferInput(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        transfer = transfer_create(
+            merchant=self.merchant,
+            source=fields["source_account"],
+            destination=fields["destination_account"],
+            amount=fields["amount"],
+            description=fields.get("description", ""),
+            metadata=fields.get("metadata"),
+        )
+        if transfer.status == TransferStatus.FAILED:
+            raise ApiError(
+                status_code=status.HTTP_402_PAYMENT_REQUIRED,
+                type="payment_error",
+                code=transfer.failure_code,
+                message=transfer.failure_message,
+                transfer=transfer.public_id,
+            )
+        return Response(TransferOutput(transfer).data, status=status.HTTP_201_CREATED)
