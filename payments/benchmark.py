@@ -31,6 +31,7 @@ from psycopg import sql
 from accounts.models import Account, Merchant
 from accounts.services import account_create, merchant_create
 from audit.context import current_context
+from ledger.reconciliation import reconcile_ledger
 from ledger.services import adjustment_post
 
 CURRENCY = "USD"
@@ -484,54 +485,13 @@ def reference_function_drop() -> None:
 
 # --- invariants after the run -------------------------------------------------------------
 
-_INVARIANT_CHECKS = {
-    "I1 transaction does not sum to zero": """
-        SELECT transaction_id, currency, SUM(amount) FROM ledger_ledgerentry
-        GROUP BY 1, 2 HAVING SUM(amount) <> 0""",
-    "I2 balance differs from the sum of its entries": """
-        SELECT a.id, a.balance, COALESCE(SUM(e.amount), 0) FROM accounts_account a
-        LEFT JOIN ledger_ledgerentry e ON e.account_id = a.id
-        GROUP BY a.id HAVING a.balance <> COALESCE(SUM(e.amount), 0)""",
-    "I2 newest balance_after differs from the balance": """
-        SELECT a.id, a.balance, newest.balance_after FROM accounts_account a
-        JOIN LATERAL (SELECT balance_after FROM ledger_ledgerentry e
-                      WHERE e.account_id = a.id ORDER BY e.id DESC LIMIT 1) newest ON true
-        WHERE newest.balance_after <> a.balance""",
-    "I4 wallet beyond its overdraft limit": """
-        SELECT id, balance, held, overdraft_limit FROM accounts_account
-        WHERE kind = 'wallet' AND balance - held < -overdraft_limit""",
-    "I5 currency does not sum to zero": """
-        SELECT currency, SUM(balance) FROM accounts_account
-        GROUP BY currency HAVING SUM(balance) <> 0""",
-}
-
-
-def _invariant_breaks_sql() -> list[str]:
-    breaks: list[str] = []
-    with connection.cursor() as cursor:
-        for name, query in _INVARIANT_CHECKS.items():
-            cursor.execute(query)
-            breaks.extend(f"{name}: {row}" for row in cursor.fetchmany(20))
-    return breaks
-
-
-def _describe_break(item: Any) -> str:
-    if isinstance(item, dict) and {"check", "object", "message"} <= item.keys():
-        return f"{item['check']} {item['object']}: {item['message']}"
-    return str(item)
-
 
 def invariant_breaks(*, since: datetime) -> tuple[str, list[str]]:
-    """Check I1, I2, I4 and I5 after the runs: with `reconcile_ledger` when the
-    reconciliation module exists (its I1 over the transactions since `since`, the rest
-    over everything), otherwise with the aggregates above over everything. Returns which
-    checker ran and the breaks (empty when everything holds)."""
-    try:
-        from ledger.reconciliation import reconcile_ledger
-    except ImportError:
-        return "SQL aggregates", _invariant_breaks_sql()
+    """Check the invariants after the runs with `reconcile_ledger` (its I1 over the
+    transactions since `since`, the rest over everything). Returns which run checked and
+    the breaks (empty when everything holds)."""
     run = reconcile_ledger(since=since)
-    breaks = [] if run.status == "ok" else [_describe_break(item) for item in run.breaks]
+    breaks = [f"{item['check']} {item['object']}: {item['message']}" for item in run.breaks]
     if run.status != "ok" and not breaks:
         breaks = [f"reconciliation run {run.pk} ended {run.status}"]
     return f"reconcile_ledger, run {run.pk}", breaks
