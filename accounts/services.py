@@ -1,5 +1,6 @@
 """Every write to merchants, customers, accounts and holds."""
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -20,18 +21,21 @@ from accounts.models import (
 )
 from accounts.representations import account_data, customer_data, hold_data
 from audit.services import audit_log_record, event_emit
-from core.amounts import validate_amount
+from core.amounts import MAX_AMOUNT, validate_amount
 from core.currencies import normalize_currency
 from core.db import retry_on_conflict
 from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
+from core.validation import REASON_MAX_LENGTH, max_length_of, validate_metadata, validate_text
 from ledger.models import LedgerTransactionKind
 from ledger.services import Leg, ledger_transaction_post
 
+logger = logging.getLogger(__name__)
+
 
 def merchant_create(*, name: str) -> Merchant:
-    name = name.strip()
-    if not name:
-        raise ValidationError("a merchant needs a name", param="name")
+    name = validate_text(
+        name, param="name", max_length=max_length_of(Merchant, "name"), required=True
+    ).strip()
     with transaction.atomic():
         merchant = Merchant.objects.create(name=name)
         audit_log_record(
@@ -51,13 +55,20 @@ def customer_create(
     external_reference: str = "",
     metadata: Mapping[str, str] | None = None,
 ) -> Customer:
+    for param, value in (
+        ("name", name),
+        ("email", email),
+        ("external_reference", external_reference),
+    ):
+        validate_text(value, param=param, max_length=max_length_of(Customer, param))
+    metadata = validate_metadata(metadata)
     with transaction.atomic():
         customer = Customer.objects.create(
             merchant=merchant,
             name=name,
             email=email,
             external_reference=external_reference,
-            metadata=dict(metadata or {}),
+            metadata=metadata,
         )
         data = customer_data(customer)
         audit_log_record(
@@ -89,8 +100,15 @@ def account_create(
     currency = normalize_currency(currency)
     if customer is not None and customer.merchant_id != merchant.pk:
         raise ValidationError("no such customer", code="resource_missing", param="customer")
-    if type(overdraft_limit) is not int or overdraft_limit < 0:
-        raise ValidationError("overdraft_limit must be a whole number ≥ 0", param="overdraft_limit")
+    if type(overdraft_limit) is not int or not 0 <= overdraft_limit <= MAX_AMOUNT:
+        raise ValidationError(
+            f"overdraft_limit must be a whole number from 0 to {MAX_AMOUNT}",
+            param="overdraft_limit",
+        )
+    validate_text(
+        description, param="description", max_length=max_length_of(Account, "description")
+    )
+    metadata = validate_metadata(metadata)
     with transaction.atomic():
         account = Account.objects.create(
             merchant=merchant,
@@ -99,7 +117,7 @@ def account_create(
             currency=currency,
             overdraft_limit=overdraft_limit,
             description=description,
-            metadata=dict(metadata or {}),
+            metadata=metadata,
         )
         _account_changed(account, "account.created", old={}, reason="")
     return account
@@ -127,9 +145,15 @@ def _account_changed(account: Account, action: str, *, old: dict[str, Any], reas
 def _account_set_status(
     *, account: Account, status: str, allowed_from: set[str], action: str, reason: str
 ) -> Account:
-    reason = reason.strip()
-    if not reason:
-        raise ValidationError("a reason is required", param="reason")
+    reason = validate_text(
+        reason, param="reason", max_length=REASON_MAX_LENGTH, required=True
+    ).strip()
+    if account.kind != AccountKind.WALLET:
+        raise ValidationError(
+            f"system account {account.public_id} cannot be frozen, unfrozen or closed",
+            code="system_account",
+            param="account",
+        )
     with transaction.atomic():
         locked = account_lock(account.pk)
         if locked.status not in allowed_from:
@@ -195,6 +219,7 @@ def hold_create(
 ) -> Hold:
     """Reserve `amount` of the account's available balance."""
     validate_amount(amount)
+    validate_text(description, param="description", max_length=max_length_of(Hold, "description"))
     with transaction.atomic():
         locked = accounts_lock([account.pk])[account.pk]
         if locked.status != AccountStatus.ACTIVE:
@@ -229,13 +254,15 @@ def _hold_close(*, hold: Hold, status: str, action: str, reason: str = "") -> Ho
 @retry_on_conflict
 def hold_release(*, hold: Hold, reason: str = "") -> Hold:
     """Give the reserved funds back to the account's available balance."""
+    validate_text(reason, param="reason", max_length=REASON_MAX_LENGTH)
     return _hold_close(hold=hold, status=HoldStatus.RELEASED, action="hold.released", reason=reason)
 
 
 @retry_on_conflict
-def hold_expire(*, hold: Hold) -> Hold:
-    """Release a hold whose time ran out (the scheduled task calls this)."""
-    if hold.expires_at is None or hold.expires_at > timezone.now():
+def hold_expire(*, hold: Hold, now: datetime | None = None) -> Hold:
+    """Release a hold whose time ran out by `now` (default: the current time); the
+    scheduled task calls this."""
+    if hold.expires_at is None or hold.expires_at > (now or timezone.now()):
         raise InvalidState(f"hold {hold.public_id} has not expired")
     return _hold_close(hold=hold, status=HoldStatus.EXPIRED, action="hold.expired")
 
@@ -253,8 +280,13 @@ def hold_capture(*, hold: Hold, destination: Account, amount: int | None = None)
     with transaction.atomic():
         accounts_lock([account.pk, destination.pk])
         locked = hold_lock(hold.pk)
+        # Taken under the locks: the entries and the hold's closing share this moment, so
+        # the balance at any time counts the captured money once, as held or as moved.
+        now = timezone.now()
         if locked.status != HoldStatus.ACTIVE:
             raise InvalidState(f"hold {locked.public_id} is {locked.status}")
+        if locked.expires_at is not None and locked.expires_at <= now:
+            raise InvalidState(f"hold {locked.public_id} has expired", code="hold_expired")
         capture = locked.amount if amount is None else amount
         if validate_amount(capture) > locked.amount:
             raise ValidationError(
@@ -266,10 +298,11 @@ def hold_capture(*, hold: Hold, destination: Account, amount: int | None = None)
             legs=[Leg(account=account, amount=-capture), Leg(account=destination, amount=capture)],
             description=f"Capture of {locked.public_id}",
             held_deltas={account.pk: -locked.amount},
+            posted_at=now,
         )
         locked.status = HoldStatus.CAPTURED
         locked.captured_amount = capture
-        locked.closed_at = timezone.now()
+        locked.closed_at = now
         locked.save(update_fields=["status", "captured_amount", "closed_at", "ledger_transaction"])
         _hold_changed(locked, "hold.captured", old=old)
     return locked
@@ -277,13 +310,18 @@ def hold_capture(*, hold: Hold, destination: Account, amount: int | None = None)
 
 def holds_expire_due(*, now: datetime | None = None) -> int:
     """Expire every active hold whose time has come, each in its own transaction; returns
-    how many were expired. A hold closed meanwhile by someone else is skipped."""
-    due = Hold.objects.filter(status=HoldStatus.ACTIVE, expires_at__lte=now or timezone.now())
+    how many were expired. A hold closed meanwhile by someone else is skipped; a hold that
+    fails for any other reason is logged and skipped, so one bad hold cannot stop the sweep."""
+    now = now or timezone.now()
+    due = Hold.objects.filter(status=HoldStatus.ACTIVE, expires_at__lte=now)
     expired = 0
     for hold in due.order_by("pk").iterator():
         try:
-            hold_expire(hold=hold)
+            hold_expire(hold=hold, now=now)
         except InvalidState:
+            continue
+        except Exception:
+            logger.exception("could not expire hold %s", hold.public_id)
             continue
         expired += 1
     return expired

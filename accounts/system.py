@@ -3,16 +3,28 @@
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account, AccountKind
+from accounts.representations import account_data
+from audit.services import audit_log_record
+from core.currencies import normalize_currency
 
 
 def system_account_get(*, currency: str, purpose: str) -> Account:
-    """The system account for `purpose` in `currency`, created if it does not exist yet."""
+    """The system account for `purpose` in `currency` (any case), created, and audited, if
+    it does not exist yet."""
+    currency = normalize_currency(currency)
     lookup = {"kind": AccountKind.SYSTEM, "currency": currency, "system_purpose": purpose}
     account = Account.objects.filter(**lookup).first()
     if account is not None:
         return account
     try:
         with transaction.atomic():
-            return Account.objects.create(**lookup)
+            account = Account.objects.create(**lookup)
+            audit_log_record(
+                action="account.created",
+                object_type="account",
+                object_id=account.public_id,
+                new_values=account_data(account),
+            )
+            return account
     except IntegrityError:  # another transaction created it first
         return Account.objects.get(**lookup)

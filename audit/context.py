@@ -30,6 +30,9 @@ class AuditContext:
     request_id: str = ""
     ip_address: str | None = None
     user_agent: str = ""
+    # True inside a `bind` block (a request, command or task said who acts); False for the
+    # default context of code that nothing bound.
+    bound: bool = False
 
 
 _current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
@@ -45,7 +48,7 @@ def current_context() -> AuditContext:
 @contextlib.contextmanager
 def bind(**changes: Any) -> Iterator[AuditContext]:
     """Within the block, audit rows carry these actor and request fields."""
-    context = replace(_current.get(), **changes)
+    context = replace(_current.get(), **changes, bound=True)
     token = _current.set(context)
     try:
         yield context
@@ -55,5 +58,10 @@ def bind(**changes: Any) -> Iterator[AuditContext]:
 
 def rebind(**changes: Any) -> None:
     """Change fields of the context bound by the enclosing `bind` block (the request's),
-    e.g. once authentication has said who the caller is. That block's exit undoes it."""
-    _current.set(replace(_current.get(), **changes))
+    e.g. once authentication has said who the caller is. That block's exit undoes it.
+    Outside any `bind` block there is nothing to change, and no exit to undo it: a
+    RuntimeError."""
+    current = _current.get()
+    if not current.bound:
+        raise RuntimeError("audit context rebind() called outside a bind() block")
+    _current.set(replace(current, **changes))

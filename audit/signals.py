@@ -14,10 +14,12 @@ _tokens: dict[str, Token[AuditContext]] = {}
 @task_prerun.connect
 def _bind_worker_actor(task_id: str, task: Any, **_: Any) -> None:
     context = current_context()
-    if context.actor_type != ActorType.SYSTEM:
-        return  # an eager task run inside a request or command keeps its caller as actor
+    if context.bound:
+        return  # an eager task run inside a request, command or task keeps its caller's context
     _tokens[task_id] = _current.set(
-        replace(context, actor_type=ActorType.WORKER, actor=task.name, request_id=task_id)
+        replace(
+            context, actor_type=ActorType.WORKER, actor=task.name, request_id=task_id, bound=True
+        )
     )
 
 

@@ -25,6 +25,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "djmoney",
     "simple_history",
+    "django_prometheus",
+    "core",
     "audit",
     "accounts",
     "ledger",
@@ -32,6 +34,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # django-prometheus: its Before middleware first and its After middleware last.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "audit.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -41,6 +46,7 @@ MIDDLEWARE = [
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -88,6 +94,21 @@ API_KEY_HASH_SECRET = env.str("API_KEY_HASH_SECRET", default=SECRET_KEY)
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
+# The default cache holds the API's rate-limit counters, shared by every worker: Redis at
+# REDIS_URL whenever DATABASE_URL is set. The demo (no DATABASE_URL) needs no Redis and
+# uses per-process local memory. CACHE_URL (redis://…, locmemcache://) overrides both.
+CACHES = {
+    "default": env.cache_url(
+        "CACHE_URL",
+        default=REDIS_URL if env.str("DATABASE_URL", default="") else "locmemcache://",
+    )
+}
+CACHES["default"].setdefault("KEY_PREFIX", "moneta")
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # A Redis that does not answer costs a request at most this long (rate limiting then
+    # lets the request through; /health/ready reports Redis down).
+    CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=1, socket_timeout=1)
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_EAGER", default=True)
@@ -97,6 +118,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "accounts.tasks.expire_holds", "schedule": timedelta(minutes=1)},
+    "purge-idempotency-keys": {
+        "task": "core.tasks.purge_idempotency_keys",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 REST_FRAMEWORK = {
@@ -106,19 +131,35 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "core.api.pagination.NewestFirstPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.api.schema.MonetaAutoSchema",
     "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["core.api.throttling.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Moneta API",
-    "DESCRIPTION": "Accounts, balances, ledger entries, transfers and events of one merchant.",
+    "DESCRIPTION": (
+        "Accounts, balances, ledger entries, transfers and events of one merchant.\n\n"
+        "Authenticate with `Authorization: Bearer <api key>`. Amounts are integers in the "
+        "currency's minor units (1 to 10^12); currencies are ISO 4217 codes in any case, "
+        "returned upper case. Request bodies are JSON objects; unknown fields are refused. "
+        'Every error is `{"error": {"type", "code", "message", "param"}}`. Lists are '
+        "newest first, paginated with an opaque `cursor`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
 }
+# Idempotency-Key (SPEC §4.1, docs/adr/0006): a completed key is kept (and replayed) at
+# least this long; a key still in flight whose holder has not finished after the lock
+# timeout is taken over by the next retry with the same request.
+IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+IDEMPOTENCY_KEY_LOCK_TIMEOUT_SECONDS = env.int("IDEMPOTENCY_KEY_LOCK_TIMEOUT_SECONDS", default=60)
 # Largest JSON body the API reads; larger requests get 413 before being parsed.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
+# Requests per API key: N/second, N/minute, N/hour or N/day, in fixed windows; "off"
+# disables it. Over the limit: 429 rate_limit_error with Retry-After.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="100/second")
 
 PROVIDER_SIMULATOR_URL = env.str("PROVIDER_SIMULATOR_URL", default="")
 WEBHOOKS_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKS_ALLOW_PRIVATE_URLS", default=True)
@@ -130,9 +171,33 @@ RECONCILE_CLEARING_THRESHOLD = env.int("RECONCILE_CLEARING_THRESHOLD", default=1
 # with a deadlock or serialization failure before the error reaches the caller.
 MONEY_TRANSACTION_RETRIES = env.int("MONEY_TRANSACTION_RETRIES", default=5)
 
+# Logs go to stderr: one JSON object per line (LOG_FORMAT=json, the default) or text for
+# humans (LOG_FORMAT=text). Every record carries request_id, actor_type and actor.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json").lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_context": {"()": "core.logging.RequestContextFilter"}},
+    "formatters": {
+        "json": {
+            "()": "core.logging.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "text" if LOG_FORMAT == "text" else "json",
+            "filters": ["request_context"],
+        }
+    },
+    # Django's own loggers (requests, runserver) log through the root handler, once.
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

@@ -1,9 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from core import health
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
+    # Probes and metrics: no authentication; keep /metrics off the public internet.
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("", include("django_prometheus.urls")),  # /metrics
 ]
 
 handler404 = "core.api.errors.not_found_view"

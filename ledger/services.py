@@ -3,6 +3,7 @@
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -15,6 +16,7 @@ from audit.models import AuditLog
 from audit.services import audit_log_build, audit_log_record, audit_log_write
 from core.amounts import validate_amount
 from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
+from core.validation import REASON_MAX_LENGTH, max_length_of, validate_text
 from ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind
 
 
@@ -65,6 +67,7 @@ def ledger_transaction_post(
     reverses: LedgerTransaction | None = None,
     held_deltas: Mapping[int, int] | None = None,
     before_lock: Callable[[LedgerTransaction], Iterable[AuditLog] | None] | None = None,
+    posted_at: datetime | None = None,
 ) -> LedgerTransaction:
     """Post a balanced transaction of N legs, atomically.
 
@@ -77,7 +80,16 @@ def ledger_transaction_post(
     `balance_after`. Keeping the writes that need no lock ahead of it keeps the locked
     section short. `held_deltas` changes accounts' held amounts in the same statement
     (capturing a hold). Raises `AccountInactive` or `InsufficientFunds` with nothing written.
+
+    The entries' `created_at` is the moment the accounts are locked, so that within an
+    account entry order is time order (what "balance at time T" relies on). `posted_at`
+    replaces it, for a caller that must stamp other rows with the same moment (a hold
+    capture's `closed_at`); only a caller that already holds the accounts' locks may pass
+    it, having taken the time after locking them.
     """
+    validate_text(
+        description, param="description", max_length=max_length_of(LedgerTransaction, "description")
+    )
     _validate_legs(legs)
     with transaction.atomic(savepoint=False):
         ledger_transaction = LedgerTransaction.objects.create(
@@ -94,12 +106,15 @@ def ledger_transaction_post(
         if before_lock is not None:
             audit_rows.extend(before_lock(ledger_transaction) or ())
         audit_log_write(audit_rows)
-        _apply_legs(ledger_transaction, legs, held_deltas or {})
+        _apply_legs(ledger_transaction, legs, held_deltas or {}, posted_at)
     return ledger_transaction
 
 
 def _apply_legs(
-    ledger_transaction: LedgerTransaction, legs: Sequence[Leg], held_deltas: Mapping[int, int]
+    ledger_transaction: LedgerTransaction,
+    legs: Sequence[Leg],
+    held_deltas: Mapping[int, int],
+    posted_at: datetime | None,
 ) -> None:
     balance_deltas: dict[int, int] = defaultdict(int)
     for leg in legs:
@@ -123,7 +138,7 @@ def _apply_legs(
 
     _add_to_accounts([(pk, balance_deltas.get(pk, 0), held_deltas.get(pk, 0)) for pk in locked])
 
-    now = timezone.now()
+    now = posted_at if posted_at is not None else timezone.now()
     running = {pk: account.balance for pk, account in locked.items()}
     entries = []
     for leg in legs:
@@ -194,9 +209,10 @@ def adjustment_post(*, account: Account, amount: int, reason: str) -> LedgerTran
     """An operator's manual correction: credit (amount > 0) or debit (amount < 0) `account`
     against the settlement system account of its currency. The reason is required and
     lands in the audit trail."""
-    reason = reason.strip()
-    if not reason:
-        raise ValidationError("an adjustment needs a reason", param="reason")
+    # The reason is also the ledger transaction's description, hence the one limit.
+    reason = validate_text(
+        reason, param="reason", max_length=REASON_MAX_LENGTH, required=True
+    ).strip()
     validate_amount(amount, allow_negative=True)
     if account.kind != AccountKind.WALLET:
         raise ValidationError("only wallet accounts are adjusted by hand", param="account")

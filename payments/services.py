@@ -1,7 +1,15 @@
 """Transfers: money moved between two accounts of one merchant."""
 
 from collections.abc import Mapping
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 
 from django.db import transaction
 
@@ -9,14 +17,24 @@ from accounts.models import Account, AccountKind, Merchant, SystemPurpose
 from accounts.system import system_account_get
 from audit.models import AuditLog
 from audit.services import audit_log_build, audit_log_write, event_emit
-from core.amounts import validate_amount
+from core.amounts import MAX_AMOUNT, validate_amount
 from core.currencies import minor_units_per_major
 from core.db import retry_on_conflict
 from core.exceptions import Declined, ValidationError
+from core.validation import max_length_of, validate_metadata, validate_text
 from ledger.models import LedgerTransaction, LedgerTransactionKind
 from ledger.services import Leg, ledger_transaction_post
 from payments.models import Transfer, TransferStatus
 from payments.representations import transfer_data
+
+# What Transfer.fx_rate (NUMERIC(24, 12)) stores: below 10^12, at most 12 decimal places.
+FX_RATE_DECIMAL_PLACES = 12
+FX_RATE_LIMIT = Decimal(10) ** 12
+# Enough digits that every product of an amount (13 digits), a rate (24) and a ratio of
+# minor units is exact, whatever the thread's own decimal context says.
+_FX_CONTEXT = Context(
+    prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
 
 
 def fx_convert(
@@ -24,13 +42,30 @@ def fx_convert(
 ) -> int:
     """`amount` minor units of the source currency in minor units of the destination at
     `rate` (destination major units per source major unit), rounded half to even."""
-    exact = (
-        Decimal(amount)
-        * rate
-        * minor_units_per_major(destination_currency)
-        / minor_units_per_major(source_currency)
-    )
-    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    with localcontext(_FX_CONTEXT):
+        exact = (
+            Decimal(amount)
+            * rate
+            * minor_units_per_major(destination_currency)
+            / minor_units_per_major(source_currency)
+        )
+        return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def _validate_fx_rate(fx_rate: object) -> Decimal:
+    """A positive Decimal that Transfer.fx_rate stores exactly, or a ValidationError."""
+    if not (isinstance(fx_rate, Decimal) and fx_rate.is_finite() and fx_rate > 0):
+        raise ValidationError("fx_rate must be a positive decimal", param="fx_rate")
+    with localcontext(_FX_CONTEXT):
+        within = fx_rate < FX_RATE_LIMIT and fx_rate == fx_rate.quantize(
+            Decimal(1).scaleb(-FX_RATE_DECIMAL_PLACES)
+        )
+    if not within:
+        raise ValidationError(
+            f"fx_rate must be below 10^12 with at most {FX_RATE_DECIMAL_PLACES} decimal places",
+            param="fx_rate",
+        )
+    return fx_rate
 
 
 def _validate_transfer(
@@ -40,10 +75,16 @@ def _validate_transfer(
     destination: Account,
     amount: int,
     fx_rate: Decimal | None,
-) -> int:
+    description: str,
+    metadata: Mapping[str, str] | None,
+) -> tuple[int, dict[str, str]]:
     """Refuse a malformed transfer before anything is written; return the amount the
-    destination receives."""
+    destination receives and the metadata to store."""
     validate_amount(amount)
+    validate_text(
+        description, param="description", max_length=max_length_of(Transfer, "description")
+    )
+    metadata = validate_metadata(metadata)
     for param, account in (("source_account", source), ("destination_account", destination)):
         if account.kind != AccountKind.WALLET or account.merchant_id != merchant.pk:
             raise ValidationError("no such account", code="resource_missing", param=param)
@@ -58,23 +99,23 @@ def _validate_transfer(
                 code="currency_mismatch",
                 param="destination_account",
             )
-        return amount
+        return amount, metadata
     if source.currency == destination.currency:
         raise ValidationError("fx_rate is only for cross-currency transfers", param="fx_rate")
-    try:
-        if not (isinstance(fx_rate, Decimal) and fx_rate.is_finite() and fx_rate > 0):
-            raise InvalidOperation
-        received = fx_convert(
-            amount=amount,
-            source_currency=source.currency,
-            destination_currency=destination.currency,
-            rate=fx_rate,
-        )
-    except InvalidOperation as error:
-        raise ValidationError("fx_rate must be a positive decimal", param="fx_rate") from error
+    received = fx_convert(
+        amount=amount,
+        source_currency=source.currency,
+        destination_currency=destination.currency,
+        rate=_validate_fx_rate(fx_rate),
+    )
     if received <= 0:
         raise ValidationError("the converted amount rounds to zero", param="amount")
-    return received
+    if received > MAX_AMOUNT:
+        raise ValidationError(
+            f"the converted amount exceeds the maximum of {MAX_AMOUNT} minor units",
+            param="amount",
+        )
+    return received, metadata
 
 
 def _transfer_legs(transfer: Transfer) -> list[Leg]:
@@ -132,8 +173,14 @@ def transfer_create(
     moved. Malformed requests raise `ValidationError` and store nothing. Accounts in two
     currencies need an explicit `fx_rate`; the money then passes through the FX accounts.
     """
-    received = _validate_transfer(
-        merchant=merchant, source=source, destination=destination, amount=amount, fx_rate=fx_rate
+    received, metadata = _validate_transfer(
+        merchant=merchant,
+        source=source,
+        destination=destination,
+        amount=amount,
+        fx_rate=fx_rate,
+        description=description,
+        metadata=metadata,
     )
     transfer = Transfer(
         merchant=merchant,
@@ -146,7 +193,7 @@ def transfer_create(
         fx_rate=fx_rate,
         status=TransferStatus.SUCCEEDED,
         description=description,
-        metadata=dict(metadata or {}),
+        metadata=metadata,
     )
     legs = _transfer_legs(transfer)
 

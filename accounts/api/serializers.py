@@ -14,6 +14,7 @@ from core.api.fields import (
     StrictSerializer,
     TextField,
 )
+from core.api.schema import ObjectTypeField
 
 
 class CustomerInput(StrictSerializer):
@@ -25,7 +26,7 @@ class CustomerInput(StrictSerializer):
 
 class CustomerOutput(serializers.Serializer):
     id = serializers.CharField()
-    object = serializers.CharField()
+    object = ObjectTypeField("customer")
     name = serializers.CharField()
     email = serializers.CharField()
     external_reference = serializers.CharField()
@@ -38,14 +39,19 @@ class CustomerOutput(serializers.Serializer):
 
 class AccountInput(StrictSerializer):
     currency = CurrencyField()
-    customer = MerchantObjectField(queryset=Customer.objects.all(), required=False, allow_null=True)
+    customer = MerchantObjectField(
+        queryset=Customer.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Id of one of your customers (`cus_…`), or null.",
+    )
     description = TextField(required=False, max_length=200)
     metadata = MetadataField()
 
 
 class AccountOutput(serializers.Serializer):
     id = serializers.CharField()
-    object = serializers.CharField()
+    object = ObjectTypeField("account")
     currency = serializers.CharField()
     customer = serializers.CharField(allow_null=True)
     status = serializers.ChoiceField(choices=["active", "frozen", "closed"])
@@ -59,7 +65,9 @@ class AccountOutput(serializers.Serializer):
 
 
 class BalanceQuery(StrictSerializer):
-    as_of = serializers.DateTimeField(required=False)
+    as_of = serializers.DateTimeField(
+        required=False, help_text="The balance as it stood at this time (ISO 8601); now if absent."
+    )
 
 
 class BalanceOutput(serializers.Serializer):
@@ -70,7 +78,7 @@ class BalanceOutput(serializers.Serializer):
 
 
 class EntryOutput(serializers.Serializer):
-    object = serializers.CharField()
+    object = ObjectTypeField("ledger_entry")
     ledger_transaction = serializers.CharField()
     amount = serializers.IntegerField()
     currency = serializers.CharField()

@@ -19,6 +19,7 @@ from accounts.api.serializers import (
 from accounts.models import Account, AccountKind, AccountStatus, Customer
 from accounts.services import account_create, customer_create
 from core.api.filters import CreatedFilterSet
+from core.api.idempotency import idempotent
 from core.api.views import MerchantScopedViewSet
 from ledger.models import LedgerEntry
 from ledger.selectors import account_balance
@@ -35,6 +36,7 @@ class CustomerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Merchant
     serializer_class = CustomerOutput
     filterset_class = CustomerFilter
 
+    @idempotent
     @extend_schema(request=CustomerInput, responses={201: CustomerOutput})
     def create(self, request: Request) -> Response:
         data = CustomerInput(data=request.data, context={"request": request})
@@ -45,8 +47,12 @@ class CustomerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Merchant
 
 class AccountFilter(CreatedFilterSet):
     status = django_filters.ChoiceFilter(choices=AccountStatus.choices)
-    customer = django_filters.CharFilter(field_name="customer__public_id")
-    currency = django_filters.CharFilter(method="filter_currency")
+    customer = django_filters.CharFilter(
+        field_name="customer__public_id", help_text="Only this customer's accounts (`cus_…`)."
+    )
+    currency = django_filters.CharFilter(
+        method="filter_currency", help_text="Only accounts in this currency (any case)."
+    )
 
     class Meta:
         model = Account
@@ -61,6 +67,7 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantS
     serializer_class = AccountOutput
     filterset_class = AccountFilter
 
+    @idempotent
     @extend_schema(request=AccountInput, responses={201: AccountOutput})
     def create(self, request: Request) -> Response:
         data = AccountInput(data=request.data, context={"request": request})

@@ -3,6 +3,13 @@ from typing import Any
 from rest_framework import serializers
 
 from audit.models import Event
+from core.api.schema import ObjectTypeField
+
+
+class EventData(serializers.Serializer):
+    object = serializers.DictField(
+        help_text="The object as it was when the event happened, in its API shape."
+    )
 
 
 class EventOutput(serializers.Serializer):
@@ -10,10 +17,10 @@ class EventOutput(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         return {
             "id": serializers.CharField(),
-            "object": serializers.CharField(),
-            "type": serializers.CharField(),
+            "object": ObjectTypeField("event"),
+            "type": serializers.CharField(help_text="e.g. `transfer.succeeded`."),
             "created": serializers.DateTimeField(),
-            "data": serializers.DictField(help_text='{"object": the object as it was then}'),
+            "data": EventData(),
         }
 
     def to_representation(self, instance: Event) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from core.api.views import MerchantScopedViewSet
 
 
 class EventFilter(CreatedFilterSet):
-    type = django_filters.CharFilter()
+    type = django_filters.CharFilter(help_text="Only events of this type, e.g. `payment.failed`.")
 
     class Meta:
         model = Event

@@ -5,10 +5,12 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from core.api.parsers import RequestTooLarge
 from core.exceptions import Declined, DomainError, NotFound
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return Response(error_body("not_found", "resource_missing", "No such object."), status=404)
     if isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, RequestDataTooBig):
+        # DRF 3.18 reads JSON bodies through `request.body`, where Django refuses one past
+        # DATA_UPLOAD_MAX_MEMORY_SIZE before LimitedJSONParser sees it: that too is a 413.
+        exc = RequestTooLarge()
     if isinstance(exc, exceptions.ValidationError):
         param, code, message = _first_validation_error(exc.detail)
         return Response(error_body("invalid_request_error", code, message, param), status=400)

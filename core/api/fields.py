@@ -1,6 +1,7 @@
 """Strict input fields: JSON integers only for amounts, ISO 4217 currencies, bounded
 metadata and text. Nothing is coerced: a float, a numeric string or a boolean is an error."""
 
+import re
 from typing import Any
 
 from django.db.models import Model, QuerySet
@@ -13,6 +14,8 @@ from core.exceptions import DomainError, NotFound
 METADATA_MAX_KEYS = 20
 METADATA_KEY_MAX_LENGTH = 40
 METADATA_VALUE_MAX_LENGTH = 500
+# The shape of a public id (`acct_` + base62, core.ids); anything else names no object.
+_PUBLIC_ID = re.compile(r"[0-9A-Za-z_]{1,64}")
 
 
 def _refuse_unsafe_text(value: str) -> str:
@@ -115,6 +118,8 @@ class MerchantObjectField(serializers.SlugRelatedField):
     def to_internal_value(self, data: Any) -> Model:
         if not isinstance(data, str):
             raise serializers.ValidationError("must be an id string", code="invalid")
+        if not _PUBLIC_ID.fullmatch(data):  # e.g. a NUL or a lone surrogate: no such object
+            raise NotFound("No such object.", code="resource_missing", param=self.field_name)
         found = self.get_queryset().filter(public_id=data).first()
         if found is None:
             raise NotFound(

@@ -13,6 +13,9 @@ class MerchantScopedViewSet(viewsets.GenericViewSet):
 
     lookup_field = "public_id"
     lookup_url_kwarg = "id"
+    # Public ids are `prefix_` + base62: anything else (a NUL byte, say) is no route, and
+    # never reaches PostgreSQL, which would refuse it with an error of its own (a 500).
+    lookup_value_regex = "[0-9A-Za-z_]{1,64}"
     merchant_field = "merchant"
 
     @property

@@ -11,13 +11,18 @@ from core.api.fields import (
     StrictSerializer,
     TextField,
 )
+from core.api.schema import ObjectTypeField
 from payments.representations import transfer_data
 
 
 class TransferInput(StrictSerializer):
-    source_account = MerchantObjectField(queryset=Account.objects.filter(kind=AccountKind.WALLET))
+    source_account = MerchantObjectField(
+        queryset=Account.objects.filter(kind=AccountKind.WALLET),
+        help_text="Id of one of your accounts (`acct_…`) to take the money from.",
+    )
     destination_account = MerchantObjectField(
-        queryset=Account.objects.filter(kind=AccountKind.WALLET)
+        queryset=Account.objects.filter(kind=AccountKind.WALLET),
+        help_text="Id of another of your accounts, in the same currency.",
     )
     amount = AmountField()
     currency = CurrencyField()
@@ -34,7 +39,7 @@ class TransferInput(StrictSerializer):
 
 class TransferOutput(serializers.Serializer):
     id = serializers.CharField()
-    object = serializers.CharField()
+    object = ObjectTypeField("transfer")
     source_account = serializers.CharField()
     destination_account = serializers.CharField()
     amount = serializers.IntegerField()

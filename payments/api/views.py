@@ -2,13 +2,15 @@ from typing import Any
 
 import django_filters
 from django.db.models import Q
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.errors import ApiError
 from core.api.filters import CreatedFilterSet
+from core.api.idempotency import idempotent
+from core.api.schema import declined_response
 from core.api.views import MerchantScopedViewSet
 from payments.api.serializers import TransferInput, TransferOutput
 from payments.models import Transfer, TransferStatus
@@ -17,8 +19,12 @@ from payments.services import transfer_create
 
 class TransferFilter(CreatedFilterSet):
     status = django_filters.ChoiceFilter(choices=TransferStatus.choices)
-    account = django_filters.CharFilter(method="filter_account")
-    currency = django_filters.CharFilter(method="filter_currency")
+    account = django_filters.CharFilter(
+        method="filter_account", help_text="Only transfers from or to this account (`acct_…`)."
+    )
+    currency = django_filters.CharFilter(
+        method="filter_currency", help_text="Only transfers in this currency (any case)."
+    )
 
     class Meta:
         model = Transfer
@@ -40,11 +46,15 @@ class TransferViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Merchant
     serializer_class = TransferOutput
     filterset_class = TransferFilter
 
+    @idempotent
     @extend_schema(
         request=TransferInput,
         responses={
             201: TransferOutput,
-            402: OpenApiResponse(description="Declined: the failed transfer's id is in the error"),
+            402: declined_response(
+                "Declined (`insufficient_funds`, `account_inactive`): the transfer was "
+                "recorded as failed and `error.transfer` is its id."
+            ),
         },
     )
     def create(self, request: Request) -> Response:

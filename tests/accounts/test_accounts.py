@@ -1,11 +1,12 @@
 """Merchants, customers and accounts: opening them, and freezing, unfreezing and closing."""
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.db import transaction
 
-from accounts.models import Account, AccountStatus, Customer
+from accounts.models import Account, AccountKind, AccountStatus, Customer, Merchant, SystemPurpose
 from accounts.services import (
     account_close,
     account_create,
@@ -15,9 +16,12 @@ from accounts.services import (
     hold_create,
     merchant_create,
 )
+from accounts.system import system_account_get
 from audit.models import AuditLog, Event
+from core.amounts import MAX_AMOUNT
 from core.exceptions import AccountInactive, InvalidState, ValidationError
 from ledger.services import Leg, adjustment_post, ledger_transaction_post
+from tests.bad_inputs import BAD_METADATA, bad_text
 from tests.factories import AccountFactory, CustomerFactory, MerchantFactory
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +53,20 @@ def test_merchant_create_refuses_a_blank_name() -> None:
         merchant_create(name="   ")
 
     assert refused.value.param == "name"
+
+
+@pytest.mark.parametrize("name", [*bad_text(200), pytest.param("   ", id="blank")])
+def test_merchant_create_refuses_a_malformed_name(name: Any) -> None:
+    with pytest.raises(ValidationError) as refused:
+        merchant_create(name=name)
+
+    assert refused.value.param == "name"
+    assert not Merchant.objects.exists()
+    assert not AuditLog.objects.exists()
+
+
+def test_merchant_name_may_fill_its_column() -> None:
+    assert merchant_create(name="m" * 200).name == "m" * 200
 
 
 # --- customers ------------------------------------------------------------------------------
@@ -88,6 +106,37 @@ def test_customer_create_writes_nothing_when_its_event_fails(
 
     assert not Customer.objects.exists()
     assert not AuditLog.objects.filter(action="customer.created").exists()
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        *[("name", value) for value in bad_text(200)],
+        *[("email", value) for value in bad_text(254)],
+        *[("external_reference", value) for value in bad_text(200)],
+        *[("metadata", value) for value in BAD_METADATA],
+    ],
+)
+def test_customer_create_refuses_malformed_text_and_metadata(param: str, value: Any) -> None:
+    merchant = MerchantFactory.create()
+    audit_rows_before = AuditLog.objects.count()
+
+    with pytest.raises(ValidationError) as refused:
+        customer_create(merchant=merchant, **{param: value})
+
+    assert refused.value.param == param
+    assert not Customer.objects.exists()
+    assert AuditLog.objects.count() == audit_rows_before
+    assert not Event.objects.exists()
+
+
+def test_customer_metadata_at_its_limits_is_accepted() -> None:
+    metadata = {f"{i:02d}" + "k" * 38: "v" * 500 for i in range(20)}
+
+    customer = customer_create(merchant=MerchantFactory.create(), metadata=metadata)
+
+    customer.refresh_from_db()
+    assert customer.metadata == metadata
 
 
 # --- accounts -------------------------------------------------------------------------------
@@ -142,7 +191,9 @@ def test_account_create_accepts_the_merchants_own_customer() -> None:
     assert account.customer == customer
 
 
-@pytest.mark.parametrize("overdraft_limit", [-1, 1.5, "100"])
+@pytest.mark.parametrize(
+    "overdraft_limit", [-1, 1.5, "100", None, True, MAX_AMOUNT + 1, 2**63, -(2**63) - 1]
+)
 def test_account_create_refuses_a_malformed_overdraft_limit(overdraft_limit: object) -> None:
     with pytest.raises(ValidationError) as refused:
         account_create(
@@ -152,6 +203,35 @@ def test_account_create_refuses_a_malformed_overdraft_limit(overdraft_limit: obj
         )
 
     assert refused.value.param == "overdraft_limit"
+    assert not Account.objects.exists()
+
+
+def test_account_create_accepts_the_maximum_overdraft_limit() -> None:
+    account = account_create(
+        merchant=MerchantFactory.create(), currency="USD", overdraft_limit=MAX_AMOUNT
+    )
+
+    assert Account.objects.get(pk=account.pk).overdraft_limit == MAX_AMOUNT
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        *[("description", value) for value in bad_text(200)],
+        *[("metadata", value) for value in BAD_METADATA],
+    ],
+)
+def test_account_create_refuses_malformed_text_and_metadata(param: str, value: Any) -> None:
+    merchant = MerchantFactory.create()
+    audit_rows_before = AuditLog.objects.count()
+
+    with pytest.raises(ValidationError) as refused:
+        account_create(merchant=merchant, currency="USD", **{param: value})
+
+    assert refused.value.param == param
+    assert not Account.objects.exists()
+    assert AuditLog.objects.count() == audit_rows_before
+    assert not Event.objects.exists()
 
 
 def test_account_create_writes_audit_row_and_event() -> None:
@@ -202,6 +282,20 @@ def test_status_change_requires_a_reason(service: StatusChange, reason: str) -> 
     assert refused.value.param == "reason"
     account.refresh_from_db()
     assert account.status == AccountStatus.ACTIVE
+
+
+@pytest.mark.parametrize("service", [account_freeze, account_unfreeze, account_close])
+@pytest.mark.parametrize("reason", bad_text(500))
+def test_status_change_refuses_a_malformed_reason(service: StatusChange, reason: Any) -> None:
+    account = AccountFactory.create()
+    audit_rows_before = AuditLog.objects.count()
+
+    with pytest.raises(ValidationError) as refused:
+        service(account=account, reason=reason)
+
+    assert refused.value.param == "reason"
+    assert Account.objects.get(pk=account.pk).status == AccountStatus.ACTIVE
+    assert AuditLog.objects.count() == audit_rows_before
 
 
 def test_frozen_account_cannot_receive() -> None:
@@ -415,4 +509,50 @@ def test_invalid_status_transition_is_refused(
         service(account=account, reason="ops")
 
     assert Account.objects.get(pk=account.pk).status == status_before
+    assert AuditLog.objects.count() == audit_rows_before
+
+
+# --- system accounts ------------------------------------------------------------------------
+
+
+def test_system_account_is_created_once_with_an_audit_row() -> None:
+    created = system_account_get(currency="USD", purpose=SystemPurpose.FX)
+    again = system_account_get(currency="USD", purpose=SystemPurpose.FX)
+
+    assert again == created
+    assert (created.kind, created.merchant_id) == (AccountKind.SYSTEM, None)
+    row = AuditLog.objects.get(action="account.created", object_id=created.public_id)
+    assert row.object_type == "account"
+    assert (row.new_values["currency"], row.new_values["status"]) == ("USD", "active")
+    assert not Event.objects.filter(object_id=created.public_id).exists()
+
+
+@pytest.mark.parametrize("currency", ["usd", " Usd "])
+def test_system_account_currency_is_normalised(currency: str) -> None:
+    usd = system_account_get(currency="USD", purpose=SystemPurpose.SETTLEMENT)
+
+    assert system_account_get(currency=currency, purpose=SystemPurpose.SETTLEMENT) == usd
+    assert Account.objects.filter(kind=AccountKind.SYSTEM).count() == 1
+    assert AuditLog.objects.filter(action="account.created").count() == 1
+
+
+@pytest.mark.parametrize("currency", ["ZZZ", "XXX", ""])
+def test_system_account_for_an_unknown_currency_is_refused(currency: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        system_account_get(currency=currency, purpose=SystemPurpose.SETTLEMENT)
+
+    assert refused.value.param == "currency"
+    assert not Account.objects.exists()
+
+
+@pytest.mark.parametrize("service", [account_freeze, account_unfreeze, account_close])
+def test_system_account_status_cannot_be_changed(service: StatusChange) -> None:
+    settlement = system_account_get(currency="USD", purpose=SystemPurpose.SETTLEMENT)
+    audit_rows_before = AuditLog.objects.count()
+
+    with pytest.raises(ValidationError) as refused:
+        service(account=settlement, reason="ops")
+
+    assert (refused.value.code, refused.value.param) == ("system_account", "account")
+    assert Account.objects.get(pk=settlement.pk).status == AccountStatus.ACTIVE
     assert AuditLog.objects.count() == audit_rows_before

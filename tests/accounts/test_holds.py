@@ -1,10 +1,13 @@
 """Holds: reserving available funds, then releasing, capturing or expiring them."""
 
+import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
 
+from accounts import services
 from accounts.models import Account, Hold, HoldStatus, SystemPurpose
 from accounts.services import (
     account_freeze,
@@ -18,6 +21,7 @@ from accounts.system import system_account_get
 from audit.models import AuditLog
 from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
 from ledger.models import LedgerTransactionKind
+from tests.bad_inputs import bad_text
 from tests.factories import AccountFactory
 from tests.invariants import invariant_violations
 
@@ -93,6 +97,19 @@ def test_hold_amount_must_be_a_positive_whole_number(wallet: Account, amount: ob
     assert refused.value.param == "amount"
 
 
+@pytest.mark.parametrize("description", bad_text(200))
+def test_hold_description_must_be_storable_text(wallet: Account, description: Any) -> None:
+    audit_rows_before = AuditLog.objects.count()
+
+    with pytest.raises(ValidationError) as refused:
+        hold_create(account=wallet, amount=100, description=description)
+
+    assert refused.value.param == "description"
+    assert not Hold.objects.exists()
+    assert _fresh(wallet).held == 0
+    assert AuditLog.objects.count() == audit_rows_before
+
+
 def test_hold_create_writes_an_audit_row(wallet: Account) -> None:
     hold = hold_create(account=wallet, amount=300)
 
@@ -126,6 +143,26 @@ def test_release_writes_an_audit_row_with_the_reason(wallet: Account) -> None:
     assert (row.old_values["status"], row.new_values["status"]) == ("active", "released")
     assert row.changed_fields == ["status"]
     assert row.reason == "payout canceled"
+
+
+@pytest.mark.parametrize("reason", bad_text(500))
+def test_release_reason_must_be_storable_text(wallet: Account, reason: Any) -> None:
+    hold = hold_create(account=wallet, amount=300)
+
+    with pytest.raises(ValidationError) as refused:
+        hold_release(hold=hold, reason=reason)
+
+    assert refused.value.param == "reason"
+    hold.refresh_from_db()
+    assert hold.status == HoldStatus.ACTIVE
+    assert _fresh(wallet).held == 300
+
+
+def test_an_expired_hold_not_yet_swept_can_still_be_released(wallet: Account) -> None:
+    hold = hold_create(account=wallet, amount=300, expires_at=timezone.now() - timedelta(1))
+
+    assert hold_release(hold=hold).status == HoldStatus.RELEASED
+    assert _fresh(wallet).held == 0
 
 
 def test_releasing_twice_is_refused(wallet: Account) -> None:
@@ -258,6 +295,25 @@ def test_capturing_a_released_hold_is_refused(wallet: Account, payee: Account) -
     assert _fresh(payee).balance == 0
 
 
+def test_capturing_an_expired_hold_is_refused(wallet: Account, payee: Account) -> None:
+    hold = hold_create(account=wallet, amount=300, expires_at=timezone.now() - timedelta(1))
+
+    with pytest.raises(InvalidState) as refused:
+        hold_capture(hold=hold, destination=payee)
+
+    assert refused.value.code == "hold_expired"
+    hold.refresh_from_db()
+    assert (hold.status, hold.ledger_transaction) == (HoldStatus.ACTIVE, None)
+    assert (_fresh(wallet).balance, _fresh(wallet).held, _fresh(payee).balance) == (1_000, 300, 0)
+    assert not AuditLog.objects.filter(action="hold.captured").exists()
+
+
+def test_a_hold_not_yet_expired_can_be_captured(wallet: Account, payee: Account) -> None:
+    hold = hold_create(account=wallet, amount=300, expires_at=timezone.now() + timedelta(1))
+
+    assert hold_capture(hold=hold, destination=payee).status == HoldStatus.CAPTURED
+
+
 # --- expiry ---------------------------------------------------------------------------------
 
 
@@ -275,6 +331,28 @@ def test_hold_not_yet_due_does_not_expire(wallet: Account) -> None:
 
     with pytest.raises(InvalidState):
         hold_expire(hold=hold)
+
+    hold.refresh_from_db()
+    assert hold.status == HoldStatus.ACTIVE
+
+
+def test_hold_expire_compares_with_the_time_it_is_given(wallet: Account) -> None:
+    expires_at = timezone.now() + timedelta(hours=1)
+    hold = hold_create(account=wallet, amount=300, expires_at=expires_at)
+
+    with pytest.raises(InvalidState):
+        hold_expire(hold=hold, now=expires_at - timedelta(seconds=1))
+    expired = hold_expire(hold=hold, now=expires_at)
+
+    assert expired.status == HoldStatus.EXPIRED
+
+
+def test_hold_past_due_does_not_expire_at_an_earlier_given_time(wallet: Account) -> None:
+    expires_at = timezone.now() - timedelta(minutes=1)
+    hold = hold_create(account=wallet, amount=300, expires_at=expires_at)
+
+    with pytest.raises(InvalidState):
+        hold_expire(hold=hold, now=expires_at - timedelta(minutes=1))
 
     hold.refresh_from_db()
     assert hold.status == HoldStatus.ACTIVE
@@ -317,6 +395,42 @@ def test_holds_expire_due_expires_due_holds_and_skips_the_rest(wallet: Account) 
         released.public_id: HoldStatus.RELEASED,
     }
     assert _fresh(wallet).held == 200
+
+
+def test_holds_expire_due_expires_what_is_due_at_the_time_it_is_given(wallet: Account) -> None:
+    soon = hold_create(account=wallet, amount=100, expires_at=timezone.now() + timedelta(hours=1))
+
+    assert holds_expire_due(now=timezone.now() + timedelta(hours=2)) == 1
+
+    soon.refresh_from_db()
+    assert soon.status == HoldStatus.EXPIRED
+
+
+def test_holds_expire_due_logs_a_failing_hold_and_goes_on(
+    wallet: Account, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    past = timezone.now() - timedelta(minutes=1)
+    broken = hold_create(account=wallet, amount=100, expires_at=past)
+    fine = hold_create(account=wallet, amount=200, expires_at=past)
+    close = services._hold_close
+
+    def close_unless_broken(*, hold: Hold, **kwargs: Any) -> Hold:
+        if hold.pk == broken.pk:
+            raise RuntimeError("disk on fire")
+        return close(hold=hold, **kwargs)
+
+    monkeypatch.setattr(services, "_hold_close", close_unless_broken)
+
+    with caplog.at_level(logging.ERROR, logger="accounts.services"):
+        assert holds_expire_due() == 1
+
+    statuses = dict(Hold.objects.values_list("public_id", "status"))
+    assert statuses == {broken.public_id: HoldStatus.ACTIVE, fine.public_id: HoldStatus.EXPIRED}
+    assert _fresh(wallet).held == 100
+    (record,) = caplog.records
+    assert broken.public_id in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
 
 
 def test_holds_expire_due_with_nothing_due_expires_nothing(wallet: Account) -> None:

@@ -39,7 +39,12 @@ def open_merchant(request: HttpRequest) -> HttpResponse:
     return HttpResponse(merchant.public_id)
 
 
-urlpatterns = [path("merchants/", open_merchant)]
+def expire_due_holds(request: HttpRequest) -> HttpResponse:
+    """A stand-in for a view that runs a task eagerly (CELERY_EAGER, the demo)."""
+    return HttpResponse(str(expire_holds.apply().get()))
+
+
+urlpatterns = [path("merchants/", open_merchant), path("expire/", expire_due_holds)]
 via_test_view = pytest.mark.urls(__name__)
 
 
@@ -117,6 +122,17 @@ def test_logged_in_staff_user_is_the_actor(client: Client) -> None:
 
 @via_test_view
 @pytest.mark.django_db
+def test_logged_in_user_who_is_not_staff_is_not_the_actor(client: Client) -> None:
+    client.force_login(get_user_model().objects.create_user(username="mallory"))
+
+    client.post("/merchants/", {"name": "Acme"})
+
+    row = _merchant_audit_row(Merchant.objects.get(name="Acme"))
+    assert (row.actor_type, row.actor) == (ActorType.SYSTEM, "")
+
+
+@via_test_view
+@pytest.mark.django_db
 def test_anonymous_request_has_no_named_actor(client: Client) -> None:
     client.post("/merchants/", {"name": "Acme"})
 
@@ -174,6 +190,34 @@ def test_nested_bind_overrides_only_what_it_names_and_restores_on_exit() -> None
     assert current_context() == AuditContext()
 
 
+def test_only_a_bind_block_is_bound() -> None:
+    assert not current_context().bound
+    with context.bind(request_id="req_anonymous") as bound:
+        assert bound.bound
+        assert current_context().bound
+    assert not current_context().bound
+
+
+def test_rebind_changes_the_enclosing_binding_until_its_block_ends() -> None:
+    with context.bind(request_id="req_api"):
+        context.rebind(actor_type=ActorType.API_KEY, actor="key_123")
+        rebound = current_context()
+
+    assert (rebound.actor_type, rebound.actor, rebound.request_id) == (
+        ActorType.API_KEY,
+        "key_123",
+        "req_api",
+    )
+    assert current_context() == AuditContext()
+
+
+def test_rebind_outside_a_bind_block_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="outside a bind"):
+        context.rebind(actor_type=ActorType.API_KEY, actor="key_123")
+
+    assert current_context() == AuditContext()
+
+
 def test_bind_restores_the_context_when_the_block_raises() -> None:
     with pytest.raises(RuntimeError), context.bind(actor="olga"):
         raise RuntimeError
@@ -218,7 +262,7 @@ def test_command_actor_option_names_the_operator() -> None:
 
 @pytest.mark.django_db
 def test_command_turns_a_domain_error_into_a_command_error() -> None:
-    with pytest.raises(CommandError, match=r"^invalid_request: a merchant needs a name$"):
+    with pytest.raises(CommandError, match=r"^invalid_request: name is required$"):
         call_command(OpenMerchantCommand(), name="  ")
 
 
@@ -259,6 +303,18 @@ def test_task_run_eagerly_inside_a_command_keeps_the_command_as_actor(due_hold_i
 
     row = AuditLog.objects.get(action="hold.expired", object_id=due_hold_id)
     assert (row.actor_type, row.actor) == (ActorType.COMMAND, "command:expire_now")
+
+
+@via_test_view
+@pytest.mark.django_db
+def test_task_run_eagerly_inside_an_anonymous_request_keeps_the_request_context(
+    client: Client, due_hold_id: str
+) -> None:
+    response = client.get("/expire/", headers={"X-Request-Id": "req_anonymous"})
+
+    assert response.content == b"1"
+    row = AuditLog.objects.get(action="hold.expired", object_id=due_hold_id)
+    assert (row.actor_type, row.actor, row.request_id) == (ActorType.SYSTEM, "", "req_anonymous")
 
 
 # --- threads --------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.services import hold_create, hold_release
+from accounts.services import hold_capture, hold_create, hold_release
 from ledger.selectors import account_balance
 from payments.services import transfer_create
 from tests.factories import AccountFactory, MerchantFactory, fund
@@ -40,3 +40,23 @@ def test_balance_at_a_past_time_is_rebuilt_from_the_ledger():
     assert (during_hold.balance, during_hold.available) == (700, 600)
     later = account_balance(account=account, as_of=timezone.now() + timedelta(days=1))
     assert (later.balance, later.available) == (700, 700)
+
+
+def test_balance_at_the_moment_of_a_capture_counts_the_money_once():
+    merchant = MerchantFactory.create()
+    account = AccountFactory.create(merchant=merchant, balance=1_000)
+    payee = AccountFactory.create(merchant=merchant)
+    hold = hold_create(account=account, amount=300)
+
+    captured = hold_capture(hold=hold, destination=payee, amount=200)
+
+    capture_time = captured.closed_at
+    assert captured.ledger_transaction is not None and capture_time is not None
+    posted_at = {entry.created_at for entry in captured.ledger_transaction.entries.all()}
+    assert posted_at == {capture_time}
+    at_capture = account_balance(account=account, as_of=capture_time)
+    assert (at_capture.balance, at_capture.available) == (800, 800)
+    just_before = account_balance(account=account, as_of=capture_time - timedelta(microseconds=1))
+    assert (just_before.balance, just_before.available) == (1_000, 700)
+    payee_at_capture = account_balance(account=payee, as_of=capture_time)
+    assert (payee_at_capture.balance, payee_at_capture.available) == (200, 200)

@@ -1,6 +1,7 @@
 """Posting to the double-entry ledger, reversing, adjusting, and what PostgreSQL refuses."""
 
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,7 @@ from ledger.services import (
     ledger_transaction_post,
     ledger_transaction_reverse,
 )
+from tests.bad_inputs import bad_text
 from tests.factories import AccountFactory, MerchantFactory
 from tests.invariants import invariant_violations
 
@@ -161,6 +163,44 @@ def test_leg_amount_must_be_a_non_zero_whole_number_within_the_maximum(
         post((alice, -100), (bob, 100), (carol, amount))
 
     assert row_counts() == before
+
+
+@pytest.mark.parametrize("description", bad_text(500))
+def test_description_must_be_storable_text(alice: Account, bob: Account, description: Any) -> None:
+    before = row_counts()
+
+    with pytest.raises(ValidationError) as refused, transaction.atomic():
+        ledger_transaction_post(
+            kind=LedgerTransactionKind.TRANSFER,
+            legs=[Leg(account=alice, amount=-100), Leg(account=bob, amount=100)],
+            description=description,
+        )
+
+    assert refused.value.param == "description"
+    assert row_counts() == before
+    assert balances(alice, bob) == [1_000, 0]
+
+
+def test_entries_are_stamped_with_posted_at_when_given(alice: Account, bob: Account) -> None:
+    moment = timezone.now() - timedelta(seconds=5)
+
+    with transaction.atomic():
+        posted = ledger_transaction_post(
+            kind=LedgerTransactionKind.TRANSFER,
+            legs=[Leg(account=alice, amount=-100), Leg(account=bob, amount=100)],
+            posted_at=moment,
+        )
+
+    assert set(posted.entries.values_list("created_at", flat=True)) == {moment}
+
+
+def test_entries_are_stamped_with_the_posting_time_by_default(alice: Account, bob: Account) -> None:
+    before = timezone.now()
+
+    posted = post((alice, -100), (bob, 100))
+
+    (stamp,) = set(posted.entries.values_list("created_at", flat=True))
+    assert before <= stamp <= timezone.now()
 
 
 def test_legs_balanced_per_currency_are_accepted(
@@ -357,6 +397,24 @@ def test_adjustment_requires_a_reason(bob: Account, reason: str) -> None:
 
     assert refused.value.param == "reason"
     assert row_counts() == before
+
+
+@pytest.mark.parametrize("reason", bad_text(500))
+def test_adjustment_reason_must_be_storable_text(bob: Account, reason: Any) -> None:
+    before = row_counts()
+
+    with pytest.raises(ValidationError) as refused:
+        adjustment_post(account=bob, amount=100, reason=reason)
+
+    assert refused.value.param == "reason"
+    assert row_counts() == before
+    assert balances(bob) == [0]
+
+
+def test_adjustment_reason_may_fill_the_ledger_description(bob: Account) -> None:
+    adjusted = adjustment_post(account=bob, amount=100, reason="r" * 500)
+
+    assert adjusted.description == "r" * 500
 
 
 @pytest.mark.parametrize("amount", [0, 1.5, True])

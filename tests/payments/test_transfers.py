@@ -1,4 +1,5 @@
-from decimal import Decimal
+from decimal import Decimal, localcontext
+from fractions import Fraction
 
 import pytest
 
@@ -11,6 +12,7 @@ from core.exceptions import ValidationError
 from ledger.models import LedgerEntry, LedgerTransaction
 from payments.models import Transfer, TransferStatus
 from payments.services import fx_convert, transfer_create
+from tests.bad_inputs import BAD_METADATA, bad_text
 from tests.factories import AccountFactory, MerchantFactory
 from tests.invariants import invariant_violations
 
@@ -230,3 +232,112 @@ def test_amount_above_the_maximum_is_refused_before_the_database(merchant, amoun
 
     assert error.value.param == "amount"
     assert not Transfer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "rate",
+    [
+        Decimal("1.0000000000001"),  # 13 decimal places
+        Decimal("1E-13"),
+        Decimal(10) ** 12,
+        Decimal("1000000000000.5"),
+        Decimal("1E+30"),
+    ],
+)
+def test_fx_rate_beyond_what_the_transfer_stores_is_refused(merchant, rate):
+    usd = AccountFactory.create(merchant=merchant, balance=100)
+    eur = AccountFactory.create(merchant=merchant, currency="EUR")
+
+    with pytest.raises(ValidationError) as error:
+        transfer_create(merchant=merchant, source=usd, destination=eur, amount=10, fx_rate=rate)
+
+    assert error.value.param == "fx_rate"
+    assert not Transfer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "rate", [Decimal("0.923456789012"), Decimal("1.500000000000000000"), Decimal("999999.5")]
+)
+def test_fx_rate_the_transfer_stores_exactly_is_accepted(merchant, rate):
+    usd = AccountFactory.create(merchant=merchant, balance=100)
+    eur = AccountFactory.create(merchant=merchant, currency="EUR")
+
+    transfer = transfer_create(
+        merchant=merchant, source=usd, destination=eur, amount=1, fx_rate=rate
+    )
+
+    assert transfer.status == TransferStatus.SUCCEEDED
+    assert Transfer.objects.get(pk=transfer.pk).fx_rate == rate
+
+
+def test_fx_conversion_does_not_depend_on_the_decimal_context():
+    rate = Decimal("123456789012.123456789012")
+    # 10^12 cents at that rate in fils (1,000 to the dinar), in exact rational arithmetic.
+    exact = Fraction(MAX_AMOUNT) * Fraction(rate) * 1_000 / 100
+    assert exact.denominator == 1
+
+    with localcontext() as narrow:
+        narrow.prec = 6
+        converted = fx_convert(
+            amount=MAX_AMOUNT, source_currency="USD", destination_currency="KWD", rate=rate
+        )
+
+    assert converted == exact.numerator
+
+
+def test_fx_conversion_above_the_maximum_amount_is_refused_clearly(merchant):
+    usd = AccountFactory.create(merchant=merchant, balance=1_000)
+    jpy = AccountFactory.create(merchant=merchant, currency="JPY")
+
+    with pytest.raises(ValidationError, match="the converted amount exceeds the maximum") as error:
+        transfer_create(
+            merchant=merchant,
+            source=usd,
+            destination=jpy,
+            amount=1_000,
+            fx_rate=Decimal("100000000001"),  # 10 USD → over 10^12 yen
+        )
+
+    assert error.value.param == "amount"
+    assert not Transfer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        *[("description", value) for value in bad_text(500)],
+        *[("metadata", value) for value in BAD_METADATA],
+    ],
+)
+def test_transfer_refuses_malformed_text_and_metadata(merchant, param, value):
+    source = AccountFactory.create(merchant=merchant, balance=100)
+    destination = AccountFactory.create(merchant=merchant)
+    audit_rows_before = AuditLog.objects.count()
+
+    with pytest.raises(ValidationError) as error:
+        transfer_create(
+            merchant=merchant, source=source, destination=destination, amount=10, **{param: value}
+        )
+
+    assert error.value.param == param
+    assert not Transfer.objects.exists()
+    assert AuditLog.objects.count() == audit_rows_before
+    source.refresh_from_db()
+    assert source.balance == 100
+
+
+def test_transfer_metadata_is_stored_as_given(merchant):
+    source = AccountFactory.create(merchant=merchant, balance=100)
+    destination = AccountFactory.create(merchant=merchant)
+
+    transfer = transfer_create(
+        merchant=merchant,
+        source=source,
+        destination=destination,
+        amount=10,
+        description="d" * 500,
+        metadata={"order": "A-1"},
+    )
+
+    stored = Transfer.objects.get(pk=transfer.pk)
+    assert (stored.description, stored.metadata) == ("d" * 500, {"order": "A-1"})

@@ -1,0 +1,39 @@
+"""Structured logs: every record carries the request id and actor of the request, task or
+command that emitted it, and renders as one JSON object per line (settings.LOGGING)."""
+
+import logging
+from typing import Any
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
+from audit.context import current_context
+from audit.middleware import REQUEST_ID_META
+
+
+class RequestContextFilter(logging.Filter):
+    """Adds `request_id`, `actor_type` and `actor` (audit.context) to every record; lets
+    every record through. Put it on handlers, so that it sees every logger's records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = current_context()
+        request_id = context.request_id
+        if not request_id:
+            # django.request logs 4xx/5xx responses after the middleware (and its bound
+            # context) has finished; the record still carries the request.
+            meta = getattr(getattr(record, "request", None), "META", None)
+            if isinstance(meta, dict):
+                request_id = str(meta.get(REQUEST_ID_META) or "")
+        record.request_id = request_id
+        record.actor_type = context.actor_type
+        record.actor = context.actor
+        return True
+
+
+class JsonFormatter(_JsonFormatter):
+    """python-json-logger's formatter, without the objects that some Django records carry
+    as extras (the HttpRequest of django.request, the socket of django.server)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "request", "server_time"])
+        super().__init__(*args, **kwargs)

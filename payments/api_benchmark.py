@@ -1,0 +1,835 @@
+"""HTTP load on the public API through the real server: transfers and balance reads from
+concurrent keep-alive clients, timed per request, and the money counted afterwards.
+
+Used by `manage.py bench_api` (see docs/benchmarks.md). The command's process does the
+setup (a bench merchant, its API key, the funding — operators fund, the API cannot) and
+the checks through the ORM; the accounts and all the load go through HTTP. Unless a URL is
+given, the server is gunicorn running `config.wsgi:application`, started here on a free
+loopback port against the command's own database, and stopped again at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from django.conf import settings
+from django.db import connection
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.api_keys import api_key_create
+from accounts.models import Account, Merchant
+from accounts.services import merchant_create
+from ledger.models import LedgerTransaction, LedgerTransactionKind
+from ledger.services import adjustment_post
+from payments.benchmark import invariant_breaks
+from payments.models import Transfer, TransferStatus
+
+CURRENCY = "USD"
+# Each bench account starts with 10^12 minor units: transfers of 1–100 never run one dry.
+FUNDING = 10**12
+MIN_AMOUNT, MAX_AMOUNT = 1, 100
+
+TRANSFERS, BALANCES = "transfers", "balances"
+ENDPOINTS = {
+    TRANSFERS: "POST /api/v1/transfers",
+    BALANCES: "GET /api/v1/accounts/{id}/balance",
+}
+# What a correct server answers here: a transfer succeeds (or, never with this funding, is
+# declined and stored as failed); a balance is read. Anything else breaks the run.
+EXPECTED_STATUSES = {TRANSFERS: {"201", "402"}, BALANCES: {"200"}}
+# The share of transfers among the requests: `mixed` is the bar's 300 : 1,500.
+MIXES = {"transfers": 1.0, "balances": 0.0, "mixed": 1 / 6}
+# The issue's bar on the 2-core machine, reported (not enforced) after each run.
+BAR_PER_SECOND = {TRANSFERS: 300, BALANCES: 1500}
+BAR_P99_MS = 50.0
+
+DEFAULT_RATE_LIMIT = "1000000/second"
+_READY_TIMEOUT = 60.0  # seconds gunicorn may take to answer its first request
+_REQUEST_TIMEOUT = 30.0
+_SAMPLES_KEPT = 3
+# Lines of the server's log that mean something went wrong: gunicorn's own format, and
+# the project's JSON log records.
+_LOG_PROBLEMS = (
+    "Traceback",
+    "WORKER TIMEOUT",
+    "[CRITICAL]",
+    "[ERROR]",
+    '"level": "ERROR"',
+    '"level": "CRITICAL"',
+)
+# An access log line, JSON (gunicorn.conf.py) or gunicorn's text format.
+_ACCESS_LOG = re.compile(r'"logger": "gunicorn\.access"|^\S+ "(GET|POST|PUT|PATCH|DELETE) /')
+
+
+class BenchError(Exception):
+    """The bench could not run: the server did not start, or refused the setup."""
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+@dataclass
+class EndpointStats:
+    """Every request to one endpoint: its latency (seconds) and its outcome, the HTTP
+    status as text or `error:<exception>` when no response came back."""
+
+    latencies: array = field(default_factory=lambda: array("d"))
+    statuses: Counter[str] = field(default_factory=Counter)
+    samples: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies)
+
+    def record(self, seconds: float, outcome: str, expected: set[str], body: str = "") -> None:
+        self.latencies.append(seconds)
+        self.statuses[outcome] += 1
+        if outcome not in expected and len(self.samples) < _SAMPLES_KEPT:
+            self.samples.append(f"{outcome} {body[:300]}".strip())
+
+    def percentile_ms(self, fraction: float) -> float:
+        """Nearest-rank percentile of the latencies, in milliseconds."""
+        if not self.latencies:
+            return math.nan
+        ordered = sorted(self.latencies)
+        rank = max(1, math.ceil(fraction * len(ordered)))
+        return ordered[rank - 1] * 1000
+
+    def unexpected(self, endpoint: str) -> Counter[str]:
+        return Counter(
+            {k: v for k, v in self.statuses.items() if k not in EXPECTED_STATUSES[endpoint]}
+        )
+
+
+@dataclass
+class LoadResult:
+    """One closed-loop phase: `elapsed` runs from the common start to the last response."""
+
+    mix: str
+    clients: int
+    elapsed: float
+    stats: dict[str, EndpointStats]
+
+    def per_second(self, endpoint: str) -> float:
+        stats = self.stats.get(endpoint)
+        return stats.count / self.elapsed if stats and self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    base_url: str
+    secret: str
+    account_ids: tuple[str, ...]  # public ids
+    mix: str
+    clients: int
+    seconds: float
+    warmup: float
+
+
+async def _client_loop(
+    client: httpx.AsyncClient,
+    plan: LoadPlan,
+    stats: dict[str, EndpointStats],
+    stop_at: float,
+) -> float:
+    """One closed-loop client: a request, its response, the next request, until
+    `stop_at` (perf_counter); the request under way at the deadline is awaited. Returns
+    when its last response came back."""
+    rng = random.Random()  # noqa: S311 - workload, not crypto; seeded from urandom
+    share = MIXES[plan.mix]
+    clock = time.perf_counter
+    finished = clock()
+    while clock() < stop_at:
+        endpoint = TRANSFERS if share and rng.random() < share else BALANCES
+        began = clock()
+        try:
+            if endpoint == TRANSFERS:
+                source, destination = rng.sample(plan.account_ids, 2)
+                response = await client.post(
+                    "/api/v1/transfers",
+                    json={
+                        "source_account": source,
+                        "destination_account": destination,
+                        "amount": rng.randint(MIN_AMOUNT, MAX_AMOUNT),
+                        "currency": CURRENCY,
+                    },
+                    headers={"Idempotency-Key": str(uuid.uuid4())},
+                )
+            else:
+                account = rng.choice(plan.account_ids)
+                response = await client.get(f"/api/v1/accounts/{account}/balance")
+        except httpx.HTTPError as error:
+            finished = clock()
+            stats[endpoint].record(
+                finished - began, f"error:{type(error).__name__}", set(), str(error)
+            )
+            continue
+        finished = clock()
+        outcome = str(response.status_code)
+        expected = EXPECTED_STATUSES[endpoint]
+        stats[endpoint].record(
+            finished - began, outcome, expected, "" if outcome in expected else response.text
+        )
+    return finished
+
+
+def _endpoints(mix: str) -> list[str]:
+    share = MIXES[mix]
+    return [name for name, used in ((TRANSFERS, share > 0), (BALANCES, share < 1)) if used]
+
+
+async def _phase(client: httpx.AsyncClient, plan: LoadPlan, seconds: float) -> LoadResult:
+    stats = {endpoint: EndpointStats() for endpoint in _endpoints(plan.mix)}
+    started = time.perf_counter()
+    finished = await asyncio.gather(
+        *(_client_loop(client, plan, stats, started + seconds) for _ in range(plan.clients))
+    )
+    return LoadResult(
+        mix=plan.mix,
+        clients=plan.clients,
+        elapsed=max(max(finished, default=started) - started, 0.0),
+        stats=stats,
+    )
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds used so far: by this process, by the server's processes (when it is
+    ours), and busy/total jiffies of the whole machine (from /proc/stat)."""
+
+    at: float
+    own: float
+    server: float | None
+    machine_busy: int
+    machine_total: int
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    try:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values[:8]) - idle, sum(values[:8])
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, 0 when it is gone (or not on Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sample(server: RunningServer | None) -> CpuSample:
+    usage = os.times()
+    busy, total = _machine_jiffies()
+    return CpuSample(
+        at=time.monotonic(),
+        own=usage.user + usage.system,
+        server=server.cpu_seconds() if server is not None else None,
+        machine_busy=busy,
+        machine_total=total,
+    )
+
+
+def cpu_line(before: CpuSample, after: CpuSample, requests: int) -> str:
+    wall = max(after.at - before.at, 1e-9)
+
+    def share(seconds: float) -> str:
+        per_request = f" = {1000 * seconds / requests:.2f} ms a request" if requests else ""
+        return f"{100 * seconds / wall:.0f}%{per_request}"
+
+    parts = [f"load generator {share(after.own - before.own)}"]
+    if before.server is not None and after.server is not None:
+        parts.append(f"server {share(after.server - before.server)}")
+    total = after.machine_total - before.machine_total
+    if total > 0:
+        cpus = os.cpu_count() or 1
+        busy = (after.machine_busy - before.machine_busy) / total
+        parts.append(f"whole machine {100 * busy * cpus:.0f}% of {100 * cpus}%")
+    return (
+        "CPU during the run (100% = one core): "
+        + ", ".join(parts)
+        + f"; load average {os.getloadavg()[0]:.1f} at the end"
+    )
+
+
+@dataclass
+class LoadRun:
+    """The warm-up (its outcomes count for the checks, its timings do not), the timed
+    phase, and CPU samples around the timed phase."""
+
+    warmup: LoadResult | None
+    run: LoadResult
+    cpu_before: CpuSample
+    cpu_after: CpuSample
+
+
+async def _load(plan: LoadPlan, sample: Callable[[], CpuSample]) -> LoadRun:
+    limits = httpx.Limits(max_connections=plan.clients, max_keepalive_connections=plan.clients)
+    async with httpx.AsyncClient(
+        base_url=plan.base_url,
+        headers={"Authorization": f"Bearer {plan.secret}"},
+        limits=limits,
+        timeout=_REQUEST_TIMEOUT,
+        trust_env=False,
+    ) as client:
+        warm = await _phase(client, plan, plan.warmup) if plan.warmup > 0 else None
+        before = sample()
+        run = await _phase(client, plan, plan.seconds)
+        after = sample()
+    return LoadRun(warmup=warm, run=run, cpu_before=before, cpu_after=after)
+
+
+@contextlib.contextmanager
+def _quiet_http_logs() -> Iterator[None]:
+    """httpx logs every request at INFO: thousands of lines a second, and CPU the load
+    generator needs."""
+    loggers = [logging.getLogger(name) for name in ("httpx", "httpcore")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def run_load(
+    plan: LoadPlan, *, server: RunningServer | None = None, pin_cpu: int | None = None
+) -> LoadRun:
+    """Warm up, then run the timed phase, from `plan.clients` coroutines sharing one
+    keep-alive connection pool; pinned to one CPU when `pin_cpu` is given (the affinity
+    is restored after)."""
+    previous = os.sched_getaffinity(0) if pin_cpu is not None else None
+    if pin_cpu is not None:
+        os.sched_setaffinity(0, {pin_cpu})
+    try:
+        return asyncio.run(_load(plan, lambda: cpu_sample(server)))
+    finally:
+        if previous is not None:
+            os.sched_setaffinity(0, previous)
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How to start gunicorn. None means: from gunicorn.conf.py when the repository has
+    one, else 2 gthread workers × 2 threads (RELIABILITY.md §7.0's harness)."""
+
+    workers: int | None = None
+    threads: int | None = None
+    worker_class: str | None = None
+    rate_limit: str = DEFAULT_RATE_LIMIT
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class RunningServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    description: str
+
+    def pids(self) -> list[int]:
+        """The master and its workers (direct children)."""
+        children = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == self.process.pid:
+                children.append(int(entry))
+        return [self.process.pid, *children]
+
+    def cpu_seconds(self) -> float:
+        return sum(_process_cpu_seconds(pid) for pid in self.pids())
+
+    def log_lines(self, *, access: bool = True) -> list[str]:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return lines if access else [line for line in lines if not _ACCESS_LOG.search(line)]
+
+    def log_tail(self, count: int = 30) -> str:
+        return "\n".join(self.log_lines(access=False)[-count:])
+
+    def worker_boots(self) -> int:
+        """Workers booted so far: more than `workers` means some were restarted (gunicorn's
+        `max_requests` recycling, or a crash)."""
+        return sum("Booting worker" in line for line in self.log_lines())
+
+    def log_problems(self) -> list[str]:
+        return [line for line in self.log_lines() if any(p in line for p in _LOG_PROBLEMS)]
+
+
+def database_url(settings_dict: dict[str, Any]) -> str:
+    """A DATABASE_URL for the database this process uses (the test database under
+    pytest): the server must write where the checks read."""
+    user = quote(str(settings_dict.get("USER") or ""), safe="")
+    password = quote(str(settings_dict.get("PASSWORD") or ""), safe="")
+    host = str(settings_dict.get("HOST") or "")
+    port = str(settings_dict.get("PORT") or "")
+    if host.startswith("/"):
+        host = quote(host, safe="")
+    elif ":" in host:
+        host = f"[{host}]"
+    auth = f"{user}{':' + password if password else ''}@" if user else ""
+    netloc = f"{auth}{host}{':' + port if port else ''}"
+    return f"postgres://{netloc}/{quote(str(settings_dict['NAME']), safe='')}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _gunicorn_knows(setting: str) -> bool:
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return any(known.name == setting for known in KNOWN_SETTINGS)
+
+
+def gunicorn_command(options: ServerOptions, port: int) -> tuple[list[str], str]:
+    """The command line, and where its settings come from."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--graceful-timeout",
+        "5",
+    ]
+    workers, threads, worker_class = options.workers, options.threads, options.worker_class
+    if worker_class == "sync":
+        if threads not in (None, 1):
+            raise BenchError("sync workers have one thread each: drop --threads or use gthread")
+        threads = 1  # else gunicorn turns sync into gthread when the config sets threads > 1
+    config = Path(settings.BASE_DIR) / "gunicorn.conf.py"
+    if config.exists():
+        command += ["--config", str(config)]
+        overridden = (options.workers, options.threads, options.worker_class) != (None,) * 3
+        source = "gunicorn.conf.py" + (" and the command line" if overridden else "")
+    else:
+        # gunicorn would otherwise read ./gunicorn.conf.py; there is none, so these rule.
+        worker_class = worker_class or "gthread"
+        workers = workers or 2
+        threads = threads or (1 if worker_class == "sync" else 2)
+        source = "the bench's defaults"
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    if threads is not None:
+        command += ["--threads", str(threads)]
+    if worker_class is not None:
+        command += ["--worker-class", worker_class]
+    if _gunicorn_knows("control_socket_disable"):
+        # gunicorn ≥ 24 opens a control socket at one fixed path per user by default;
+        # a second server (a colleague's, another bench) must not fight over it.
+        command.append("--no-control-socket")
+    return command, source
+
+
+def _resolved_config(command: list[str], env: dict[str, str]) -> dict[str, str]:
+    """gunicorn's own view of the settings (`--print-config`), for the report."""
+    try:
+        printed = subprocess.run(  # noqa: S603 - our own interpreter and arguments
+            [*command, "--print-config"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    resolved = {}
+    for line in printed.splitlines():
+        name, sep, value = line.partition("=")
+        if sep:
+            resolved[name.strip()] = value.strip()
+    return resolved
+
+
+def _describe(resolved: dict[str, str], source: str) -> str:
+    workers, threads = resolved.get("workers", "?"), resolved.get("threads", "?")
+    worker_class = resolved.get("worker_class", "?")
+    if worker_class == "sync" and threads not in ("1", "?"):
+        worker_class = "gthread"  # what gunicorn switches to when threads > 1
+    return (
+        f"{workers} workers × {threads} threads ({worker_class}), "
+        f"keepalive {resolved.get('keepalive', '?')} s, from {source}"
+    )
+
+
+def server_env(options: ServerOptions) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
+            "DATABASE_URL": database_url(connection.settings_dict),
+            "DEBUG": "false",
+            "API_RATE_LIMIT": options.rate_limit,
+            # The keys were hashed here: the server must hash with the same secret,
+            # whatever SECRET_KEY it gets. A random one unless the environment sets it,
+            # so that no check for the demo's insecure default refuses to start.
+            "API_KEY_HASH_SECRET": settings.API_KEY_HASH_SECRET,
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "false",
+        }
+    )
+    env.update(dict(options.extra_env))
+    return env
+
+
+def _wait_ready(server: RunningServer, path: str, headers: dict[str, str]) -> httpx.Response:
+    deadline = time.monotonic() + _READY_TIMEOUT
+    while True:
+        code = server.process.poll()
+        if code is not None:
+            raise BenchError(
+                f"gunicorn exited with status {code} before answering; its log:\n"
+                + server.log_tail()
+            )
+        try:
+            return httpx.get(server.url + path, headers=headers, timeout=5, trust_env=False)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"gunicorn did not answer within {_READY_TIMEOUT:g} s; its log:\n"
+                    + server.log_tail()
+                ) from None
+            time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (graceful), then SIGKILL to its process group (only our server's
+    processes: it was started in a session of its own)."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def server_running(
+    options: ServerOptions, *, ready_path: str, headers: dict[str, str]
+) -> Iterator[tuple[RunningServer, httpx.Response]]:
+    """gunicorn on a free loopback port, answering; stopped on the way out, whatever
+    happens (an error, Ctrl-C). Yields it and its answer to `ready_path`."""
+    port = _free_port()
+    command, source = gunicorn_command(options, port)
+    env = server_env(options)
+    description = _describe(_resolved_config(command, env), source)
+    with tempfile.TemporaryDirectory(prefix="bench_api-") as directory:
+        log_path = Path(directory) / "gunicorn.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                command,
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the bench, which stops it
+            )
+        server = RunningServer(
+            url=f"http://127.0.0.1:{port}",
+            process=process,
+            log_path=log_path,
+            description=description,
+        )
+        try:
+            yield server, _wait_ready(server, ready_path, headers)
+        finally:
+            _stop(process)
+
+
+# --- setup and checks ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchData:
+    merchant: Merchant
+    secret: str
+    accounts: dict[str, int]  # public id -> pk
+
+
+def bench_key_create() -> tuple[Merchant, str]:
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S-%f")
+    merchant = merchant_create(name=f"API bench {stamp}")
+    _, secret = api_key_create(merchant=merchant, name="bench_api")
+    return merchant, secret
+
+
+def bench_accounts_create(
+    *, base_url: str, merchant: Merchant, secret: str, count: int
+) -> BenchData:
+    """`count` USD wallets opened through the API, then funded by operator adjustments."""
+    public_ids = []
+    with httpx.Client(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=_REQUEST_TIMEOUT,
+        trust_env=False,
+    ) as client:
+        for index in range(count):
+            response = client.post(
+                "/api/v1/accounts",
+                json={"currency": CURRENCY, "description": f"bench_api {index}"},
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            )
+            if response.status_code != 201:
+                raise BenchError(
+                    f"POST /api/v1/accounts answered {response.status_code}: {response.text[:500]}"
+                )
+            public_ids.append(response.json()["id"])
+    accounts = Account.objects.filter(merchant=merchant).in_bulk(public_ids, field_name="public_id")
+    if len(accounts) != len(public_ids):
+        raise BenchError(
+            f"the server at {base_url} created accounts that are not in the database "
+            f"{connection.settings_dict['NAME']}: it must use the same database as the bench"
+        )
+    for account in accounts.values():
+        adjustment_post(account=account, amount=FUNDING, reason="bench_api funding")
+    return BenchData(
+        merchant=merchant,
+        secret=secret,
+        accounts={public_id: account.pk for public_id, account in accounts.items()},
+    )
+
+
+def balance_total(bench: BenchData) -> int:
+    total = Account.objects.filter(pk__in=bench.accounts.values()).aggregate(total=Sum("balance"))[
+        "total"
+    ]
+    return int(total or 0)
+
+
+def money_check(
+    bench: BenchData, *, total_before: int, outcomes: Counter[str]
+) -> tuple[str, list[str]]:
+    """Money conserved: the bench accounts' total is what the funding put in; as many
+    transfers succeeded (and ledger transfers touch the accounts) as were answered 201,
+    and as many failed as were answered 402. Returns a summary and the violations."""
+    total_after = balance_total(bench)
+    succeeded = Transfer.objects.filter(
+        merchant=bench.merchant, status=TransferStatus.SUCCEEDED
+    ).count()
+    failed = Transfer.objects.filter(merchant=bench.merchant, status=TransferStatus.FAILED).count()
+    ledger = (
+        LedgerTransaction.objects.filter(
+            kind=LedgerTransactionKind.TRANSFER, entries__account_id__in=bench.accounts.values()
+        )
+        .distinct()
+        .count()
+    )
+    created, declined = outcomes["201"], outcomes["402"]
+    violations = []
+    expected_total = FUNDING * len(bench.accounts)
+    if total_before != expected_total or total_after != total_before:
+        violations.append(
+            f"the bench accounts held {total_before} after funding (expected {expected_total})"
+            f" and {total_after} after the run"
+        )
+    if not succeeded == ledger == created:
+        violations.append(
+            f"{created} transfers answered 201, but {succeeded} succeeded transfers and "
+            f"{ledger} ledger transfers on the bench accounts exist"
+        )
+    if failed != declined:
+        violations.append(f"{declined} transfers answered 402, but {failed} failed ones exist")
+    unknown = sum(count for outcome, count in outcomes.items() if outcome.startswith("error:"))
+    if unknown and violations:
+        violations.append(f"({unknown} transfers got no response: their outcome is unknown)")
+    summary = (
+        f"sum of the {len(bench.accounts)} bench accounts' balances {total_after} "
+        f"(funded {expected_total}); {succeeded} transfers succeeded = {ledger} ledger "
+        f"transfers = {created} answered 201; {failed} failed = {declined} answered 402"
+    )
+    return summary, violations
+
+
+# --- the whole run ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    url: str | None
+    accounts: int
+    clients: int
+    seconds: float
+    warmup: float
+    mix: str
+    pin_cpu: int | None
+    server: ServerOptions
+    verbose: bool = False
+
+
+def _row(name: str, per_second: float, stats: EndpointStats) -> str:
+    statuses = "  ".join(f"{k}: {v}" for k, v in sorted(stats.statuses.items()))
+    return (
+        f"{name:<34} {per_second:8.1f} req/s  p50 {stats.percentile_ms(0.50):7.2f} ms"
+        f"  p99 {stats.percentile_ms(0.99):7.2f} ms  n {stats.count}  {statuses}"
+    )
+
+
+def report_lines(run: LoadResult) -> list[str]:
+    lines = [
+        _row(ENDPOINTS[endpoint], run.per_second(endpoint), stats)
+        for endpoint, stats in run.stats.items()
+    ]
+    if len(run.stats) > 1:
+        every = EndpointStats()
+        for stats in run.stats.values():
+            every.latencies.extend(stats.latencies)
+            every.statuses.update(stats.statuses)
+        lines.append(_row("all", every.count / run.elapsed if run.elapsed else 0.0, every))
+    return lines
+
+
+def bar_line(run: LoadResult) -> str:
+    verdicts = []
+    for endpoint, stats in run.stats.items():
+        rate, p99 = run.per_second(endpoint), stats.percentile_ms(0.99)
+        met = rate >= BAR_PER_SECOND[endpoint] and p99 < BAR_P99_MS
+        verdicts.append(
+            f"{endpoint} {rate:.0f}/s (≥ {BAR_PER_SECOND[endpoint]}) p99 {p99:.1f} ms "
+            f"(< {BAR_P99_MS:g}): {'met' if met else 'NOT met'}"
+        )
+    return "bar: " + "; ".join(verdicts)
+
+
+def bench_run(options: BenchOptions, write: Callable[[str], None]) -> list[str]:
+    """Set up, load, check; `write` gets the report line by line. Returns the
+    violations (empty when the run is clean)."""
+    began = timezone.now()
+    merchant, secret = bench_key_create()
+    headers = {"Authorization": f"Bearer {secret}"}
+    ready_path = "/api/v1/accounts?page_size=1"
+    write(
+        f"bench_api on {connection.settings_dict['NAME']}: mix {options.mix}, "
+        f"{options.clients} clients, {options.seconds:g} s (after {options.warmup:g} s of "
+        f"warm-up), {options.accounts} accounts; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} at start"
+    )
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_http_logs())
+        server: RunningServer | None = None
+        if options.url:
+            base_url = options.url.rstrip("/")
+            ready = httpx.get(base_url + ready_path, headers=headers, timeout=10, trust_env=False)
+            write(f"server: {base_url} (given)")
+        else:
+            server, ready = stack.enter_context(
+                server_running(options.server, ready_path=ready_path, headers=headers)
+            )
+            base_url = server.url
+            write(
+                f"server: gunicorn config.wsgi:application on {base_url}, "
+                f"{server.description}; DEBUG=false, API_RATE_LIMIT={options.server.rate_limit}"
+            )
+        if ready.status_code != 200:
+            raise BenchError(f"GET {ready_path} answered {ready.status_code}: {ready.text[:500]}")
+        bench = bench_accounts_create(
+            base_url=base_url, merchant=merchant, secret=secret, count=options.accounts
+        )
+        total_before = balance_total(bench)
+        plan = LoadPlan(
+            base_url=base_url,
+            secret=secret,
+            account_ids=tuple(bench.accounts),
+            mix=options.mix,
+            clients=options.clients,
+            seconds=options.seconds,
+            warmup=options.warmup,
+        )
+        if options.pin_cpu is not None:
+            write(f"load generator pinned to CPU {options.pin_cpu}")
+        boots = server.worker_boots() if server is not None else 0
+        load = run_load(plan, server=server, pin_cpu=options.pin_cpu)
+        problems = server.log_problems() if server is not None else []
+        if server is not None:
+            boots = server.worker_boots() - boots
+        if server is not None and options.verbose:
+            write("server log, without the access log (last lines):")
+            for line in server.log_lines(access=False)[-20:]:
+                write(f"  {line}")
+
+    run = load.run
+    for line in report_lines(run):
+        write(line)
+    requests = sum(stats.count for stats in run.stats.values())
+    write(cpu_line(load.cpu_before, load.cpu_after, requests))
+    if server is not None:
+        write(f"server workers booted during the load (restarts): {boots}")
+    write(bar_line(run))
+
+    violations = []
+    outcomes: Counter[str] = Counter()
+    for phase in (load.warmup, run):
+        for endpoint, stats in phase.stats.items() if phase else ():
+            if endpoint == TRANSFERS:
+                outcomes.update(stats.statuses)
+            unexpected = stats.unexpected(endpoint)
+            if unexpected:
+                violations.append(
+                    f"{ENDPOINTS[endpoint]}: unexpected outcomes {dict(unexpected)}; e.g. "
+                    + " | ".join(stats.samples)
+                )
+    if problems:
+        violations.append(
+            f"the server logged {len(problems)} problem lines, e.g. " + " | ".join(problems[:3])
+        )
+    summary, money = money_check(bench, total_before=total_before, outcomes=outcomes)
+    violations += money
+    write(f"money: {'ok' if not money else 'BROKEN'} ({summary})")
+    checker, breaks = invariant_breaks(since=began)
+    violations += breaks
+    write(f"invariants: {'ok' if not breaks else 'BROKEN'} (checked by {checker})")
+    return violations

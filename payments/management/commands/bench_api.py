@@ -1,0 +1,118 @@
+"""HTTP load on the API through the real server, with the money counted afterwards."""
+
+import os
+from typing import Any
+
+from django.core.management.base import CommandError
+from django.db import connection
+
+from core.management import AuditedCommand
+from payments import api_benchmark
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def _env_pair(value: str) -> tuple[str, str]:
+    name, sep, setting = value.partition("=")
+    if not sep or not name:
+        raise ValueError(value)
+    return name, setting
+
+
+class Command(AuditedCommand):
+    help = (
+        "Benchmark the HTTP API: start gunicorn (unless --url), open and fund bench "
+        "accounts, run N closed-loop keep-alive clients sending transfers and/or balance "
+        "reads for S seconds, print requests/s, p50 and p99 per endpoint, then check that "
+        "money was conserved and the ledger invariants hold (exit code 1 when not, or on "
+        "any 5xx). Writes a bench merchant into the database. See docs/benchmarks.md."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--mix",
+            choices=sorted(api_benchmark.MIXES),
+            default="mixed",
+            help="transfers, balances, or mixed: 1 transfer per 5 balance reads (mixed)",
+        )
+        parser.add_argument("--clients", type=_positive_int, default=8, help="clients (8)")
+        parser.add_argument("--seconds", type=float, default=15.0, help="timed run (15)")
+        parser.add_argument("--warmup", type=float, default=2.0, help="untimed warm-up (2)")
+        parser.add_argument(
+            "--accounts", type=_positive_int, default=100, help="bench accounts (100)"
+        )
+        parser.add_argument(
+            "--url", help="an already running server using this database (none: start one)"
+        )
+        parser.add_argument("--workers", type=_positive_int, help="gunicorn workers")
+        parser.add_argument("--threads", type=_positive_int, help="gunicorn threads per worker")
+        parser.add_argument(
+            "--worker-class", choices=["sync", "gthread"], help="gunicorn worker class"
+        )
+        parser.add_argument(
+            "--rate-limit",
+            default=api_benchmark.DEFAULT_RATE_LIMIT,
+            help=f"API_RATE_LIMIT for the server ({api_benchmark.DEFAULT_RATE_LIMIT})",
+        )
+        parser.add_argument(
+            "--server-env",
+            type=_env_pair,
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="an environment variable for the server (repeatable), e.g. "
+            "DATABASE_CONN_MAX_AGE=60",
+        )
+        parser.add_argument(
+            "--pin-cpu", type=int, metavar="N", help="run the load generator on CPU N only"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if connection.vendor != "postgresql":
+            raise CommandError(
+                f"bench_api needs PostgreSQL; the database is {connection.vendor} "
+                "(set DATABASE_URL=postgres://…)"
+            )
+        if options["seconds"] <= 0 or options["warmup"] < 0:
+            raise CommandError("--seconds must be positive and --warmup not negative")
+        if options["accounts"] < 2:
+            raise CommandError("--accounts must be at least 2")
+        pin_cpu = options["pin_cpu"]
+        if pin_cpu is not None and pin_cpu not in os.sched_getaffinity(0):
+            raise CommandError(f"--pin-cpu {pin_cpu}: not one of this process's CPUs")
+        if options["url"] and (options["workers"] or options["threads"] or options["worker_class"]):
+            raise CommandError("--workers, --threads and --worker-class need no --url")
+        bench_options = api_benchmark.BenchOptions(
+            url=options["url"],
+            accounts=options["accounts"],
+            clients=options["clients"],
+            seconds=options["seconds"],
+            warmup=options["warmup"],
+            mix=options["mix"],
+            pin_cpu=pin_cpu,
+            server=api_benchmark.ServerOptions(
+                workers=options["workers"],
+                threads=options["threads"],
+                worker_class=options["worker_class"],
+                rate_limit=options["rate_limit"],
+                extra_env=tuple(options["server_env"]),
+            ),
+            verbose=options["verbosity"] >= 2,
+        )
+        try:
+            violations = api_benchmark.bench_run(bench_options, self.stdout.write)
+        except api_benchmark.BenchError as error:
+            raise CommandError(str(error)) from error
+        except KeyboardInterrupt:
+            self.stderr.write("bench_api: interrupted; the server it started is stopped")
+            raise SystemExit(130) from None
+        if violations:
+            for line in violations:
+                self.stderr.write(f"  {line}")
+            raise CommandError(f"bench_api: {len(violations)} violations (listed above)")

@@ -1,0 +1,134 @@
+"""Helpers shared by the API tests: a client that speaks Bearer + JSON, the error-shape
+assertion, and row counts to prove that a refused request wrote nothing."""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from django.db.models import Model
+from django.http import HttpResponse
+from django.test import Client
+
+from accounts.models import Account, ApiKey, Customer, Hold, Merchant
+from audit.models import AuditLog, Event
+from ledger.models import LedgerEntry, LedgerTransaction
+from payments.models import Transfer
+
+API_PREFIX = "/api/v1/"
+ERROR_KEYS = {"type", "code", "message", "param"}
+ERROR_STATUS = {
+    "invalid_request_error": {400, 405, 413, 415},
+    "authentication_error": {401},
+    "permission_error": {403},
+    "not_found": {404},
+    "idempotency_error": {409, 422},
+    "payment_error": {402},
+    "rate_limit_error": {429},
+    "api_error": {500},
+}
+
+
+def api_path(path: str) -> str:
+    """`customers` → `/api/v1/customers`; an absolute path is left alone."""
+    return path if path.startswith(("/", "http://", "https://")) else API_PREFIX + path
+
+
+class ApiClient:
+    """`django.test.Client` that sends `Authorization: Bearer <secret>` (when it has one)
+    and JSON bodies. `raw=` sends bytes or text exactly as given."""
+
+    def __init__(self, secret: str | None = None, *, api_key: ApiKey | None = None):
+        self.secret = secret
+        self.api_key = api_key
+        self.client = Client()
+
+    @property
+    def merchant(self) -> Merchant:
+        assert self.api_key is not None
+        return self.api_key.merchant
+
+    def _headers(self, headers: Mapping[str, Any]) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.secret is not None:
+            extra["HTTP_AUTHORIZATION"] = f"Bearer {self.secret}"
+        extra.update(headers)
+        return extra
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None, **headers: Any) -> Any:
+        return self.client.get(api_path(path), data=params or {}, **self._headers(headers))
+
+    def post(
+        self,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | str | None = None,
+        content_type: str = "application/json",
+        **headers: Any,
+    ) -> Any:
+        data = raw if raw is not None else json.dumps({} if body is None else body)
+        return self.client.generic(
+            "POST", api_path(path), data=data, content_type=content_type, **self._headers(headers)
+        )
+
+    def request(self, method: str, path: str, body: Any = None, **headers: Any) -> Any:
+        data = "" if body is None else json.dumps(body)
+        return self.client.generic(
+            method,
+            api_path(path),
+            data=data,
+            content_type="application/json",
+            **self._headers(headers),
+        )
+
+
+def assert_error(
+    response: HttpResponse,
+    status: int,
+    type: str,
+    *,
+    param: object = ...,
+    code: str | None = None,
+    extra: set[str] = frozenset(),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    """The response is `status` with exactly `{"error": {"type", "code", "message",
+    "param"}}` (plus the keys in `extra`), of `type`; `param` and `code` checked when given.
+    Returns the inner error object."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = json.loads(response.content)
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == ERROR_KEYS | set(extra), error
+    assert error["type"] == type, error
+    assert status in ERROR_STATUS[type], (status, error)
+    assert isinstance(error["code"], str) and error["code"], error
+    assert isinstance(error["message"], str) and error["message"], error
+    assert error["param"] is None or isinstance(error["param"], str), error
+    if param is not ...:
+        assert error["param"] == param, error
+    if code is not None:
+        assert error["code"] == code, error
+    # No internals: no traceback, no SQL, no Python reprs of exceptions.
+    lowered = error["message"].lower()
+    for leak in ("traceback", "psycopg", "django.", 'file "', "select * from"):
+        assert leak not in lowered, error
+    return error
+
+
+COUNTED: tuple[type[Model], ...] = (
+    Merchant,
+    Customer,
+    Account,
+    Hold,
+    Transfer,
+    LedgerTransaction,
+    LedgerEntry,
+    AuditLog,
+    Event,
+)
+
+
+def row_counts() -> dict[str, int]:
+    """Rows in every table an API write could touch."""
+    return {model.__name__: model._default_manager.count() for model in COUNTED}

@@ -1,0 +1,171 @@
+"""`bench_api` drives the real server over HTTP, reports per endpoint, counts the money
+afterwards, and never leaves its gunicorn behind."""
+
+import os
+import re
+import socket
+from collections import Counter
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from pytest_django.fixtures import Settings
+from pytest_django.live_server_helper import LiveServer
+
+from accounts.services import account_create, merchant_create
+from ledger.services import adjustment_post
+from payments.api_benchmark import FUNDING, BenchData, money_check
+from payments.models import Transfer, TransferStatus
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ROW = r"^{label}\s+\d+\.\d req/s  p50\s+\d+\.\d\d ms  p99\s+\d+\.\d\d ms  n (\d+)  (.*)$"
+TRANSFERS = ROW.format(label=re.escape("POST /api/v1/transfers"))
+BALANCES = ROW.format(label=re.escape("GET /api/v1/accounts/{id}/balance"))
+
+
+def bench(*args: str) -> str:
+    out = StringIO()
+    call_command(
+        "bench_api",
+        "--clients",
+        "2",
+        "--seconds",
+        "2",
+        "--warmup",
+        "0.5",
+        "--accounts",
+        "4",
+        *args,
+        stdout=out,
+        stderr=StringIO(),
+    )
+    return out.getvalue()
+
+
+def statuses(text: str) -> Counter[str]:
+    return Counter({k: int(v) for k, v in re.findall(r"(\S+): (\d+)", text)})
+
+
+def server_port(output: str) -> int:
+    found = re.search(
+        r"^server: gunicorn config\.wsgi:application on http://127\.0\.0\.1:(\d+)",
+        output,
+        re.MULTILINE,
+    )
+    assert found, output
+    return int(found.group(1))
+
+
+def assert_nothing_listens(port: int) -> None:
+    with socket.socket() as probe, pytest.raises(OSError):
+        probe.settimeout(2)
+        probe.connect(("127.0.0.1", port))
+
+
+def gunicorn_children() -> list[int]:
+    """Processes of ours still running gunicorn (the bench must have stopped them)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"gunicorn" in command:
+            found.append(int(entry))
+    return found
+
+
+def test_mixed_load_through_gunicorn_conserves_the_money() -> None:
+    output = bench("--mix", "mixed", "--workers", "1", "--threads", "2")
+
+    port = server_port(output)
+    transfers = re.search(TRANSFERS, output, re.MULTILINE)
+    balances = re.search(BALANCES, output, re.MULTILINE)
+    assert transfers and balances, output
+    assert re.search(r"^all\s+\d+\.\d req/s", output, re.MULTILINE), output
+    assert set(statuses(balances.group(2))) == {"200"}, output
+    assert set(statuses(transfers.group(2))) <= {"201", "402"}, output
+    assert re.search(
+        r"^CPU during the run .*load generator \d+% = \d+\.\d\d ms a request, "
+        r"server \d+% = \d+\.\d\d ms a request",
+        output,
+        re.MULTILINE,
+    ), output
+    assert re.search(r"^server workers booted during the load \(restarts\): \d+$", output, re.M)
+    assert re.search(r"^bar: transfers \d+/s .*; balances \d+/s", output, re.MULTILINE)
+    assert "money: ok (" in output
+    assert "invariants: ok (checked by reconcile_ledger" in output
+    # The server wrote into the test database: the transfers it answered 201 are here
+    # (the warm-up's too, so at least as many as the timed run's).
+    succeeded = Transfer.objects.filter(status=TransferStatus.SUCCEEDED).count()
+    assert succeeded >= statuses(transfers.group(2))["201"] > 0
+    assert f"{succeeded} transfers succeeded = {succeeded} ledger transfers" in output
+    assert_nothing_listens(port)
+    assert gunicorn_children() == []
+
+
+def test_balance_reads_against_a_given_url(live_server: LiveServer, settings: Settings) -> None:
+    settings.API_RATE_LIMIT = "1000000/second"
+
+    output = bench("--mix", "balances", "--url", live_server.url)
+
+    assert f"server: {live_server.url} (given)" in output
+    balances = re.search(BALANCES, output, re.MULTILINE)
+    assert balances and int(balances.group(1)) > 0, output
+    assert set(statuses(balances.group(2))) == {"200"}, output
+    assert "POST /api/v1/transfers" not in output
+    assert "money: ok (" in output
+    assert "invariants: ok" in output
+    assert not Transfer.objects.exists()
+
+
+def test_the_server_is_stopped_when_the_setup_fails() -> None:
+    out = StringIO()
+    with pytest.raises(CommandError, match="answered 401"):
+        call_command(
+            "bench_api",
+            "--seconds",
+            "1",
+            "--workers",
+            "1",
+            "--server-env",
+            "API_KEY_HASH_SECRET=not-the-one-the-key-was-hashed-with",
+            stdout=out,
+            stderr=StringIO(),
+        )
+
+    assert_nothing_listens(server_port(out.getvalue()))
+    assert gunicorn_children() == []
+
+
+def test_a_201_without_its_transfer_is_a_violation() -> None:
+    merchant = merchant_create(name="Bench check")
+    accounts = [account_create(merchant=merchant, currency="USD") for _ in range(2)]
+    for account in accounts:
+        adjustment_post(account=account, amount=FUNDING, reason="bench check")
+    bench_data = BenchData(
+        merchant=merchant, secret="", accounts={a.public_id: a.pk for a in accounts}
+    )
+
+    summary, violations = money_check(
+        bench_data, total_before=2 * FUNDING, outcomes=Counter({"201": 1})
+    )
+
+    assert "0 transfers succeeded = 0 ledger transfers = 1 answered 201" in summary
+    assert violations == [
+        "1 transfers answered 201, but 0 succeeded transfers and 0 ledger transfers on the "
+        "bench accounts exist"
+    ]
+
+
+def test_refuses_a_database_other_than_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+
+    with pytest.raises(CommandError, match="needs PostgreSQL"):
+        bench()

@@ -1,0 +1,380 @@
+"""Tenancy (SPEC §3, RELIABILITY B8 / OWASP API1): merchant B's key never sees or touches
+merchant A's objects. Another merchant's object answers exactly as a missing one does.
+
+The matrix is derived from the router in config/api_urls.py, so an endpoint added there is
+tested here or fails `test_every_route_is_covered`:
+- every route with an `{id}` in its path (retrieve, balance, entries, and any action added
+  later), for each of its methods, gets A's id from B's key;
+- every list route is read by B, with and without filters naming A's ids;
+- every create route needs an entry in CREATE_CASES that puts A's ids in the body.
+"""
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, reverse
+
+from accounts.models import Account, Customer, Merchant, SystemPurpose
+from accounts.system import system_account_get
+from audit.models import Event
+from config import api_urls
+from payments.models import Transfer
+from payments.services import transfer_create
+from tests.api.helpers import ApiClient, assert_error, row_counts
+from tests.factories import AccountFactory, CustomerFactory
+
+
+def _routes() -> list[tuple[str, str, bool]]:
+    """(route name, HTTP method, whether the path names an object) for the whole router."""
+    routes = []
+    for pattern in api_urls.router.urls:
+        assert isinstance(pattern, URLPattern) and pattern.name, pattern
+        actions: dict[str, str] = getattr(pattern.callback, "actions", {})
+        assert actions, pattern
+        for method in actions:
+            routes.append((pattern.name, method, "(?P<id>" in str(pattern.pattern)))
+    return sorted(routes)
+
+
+ROUTES = _routes()
+# Routes of config/api_urls.py that are not the router's: none may serve merchant data.
+NON_ROUTER_ROUTES = {"schema", "docs"}
+# A missing id of each resource's shape, to compare B's answers against.
+MISSING_IDS = {
+    "customer": "cus_0000000000000000000000",
+    "account": "acct_0000000000000000000000",
+    "transfer": "tr_0000000000000000000000",
+    "event": "evt_0000000000000000000000",
+}
+
+
+@dataclass
+class World:
+    a: Merchant
+    b: Merchant
+    a_customer: Customer
+    a_account: Account
+    a_other_account: Account
+    a_transfer: Transfer
+    a_failed_transfer: Transfer
+    b_customer: Customer
+    b_account: Account
+    b_other_account: Account
+    b_transfer: Transfer
+
+    def a_object_id(self, basename: str) -> str:
+        """One of A's objects for each resource of the router."""
+        return {
+            "customer": self.a_customer.public_id,
+            "account": self.a_account.public_id,
+            "transfer": self.a_transfer.public_id,
+            "event": Event.objects.filter(merchant=self.a).order_by("id").first().public_id,  # type: ignore[union-attr]
+        }[basename]
+
+    def a_ids(self) -> set[str]:
+        """Every public id that belongs to A, its events, transfers and ledger."""
+        ids = {self.a.public_id}
+        ids |= set(Customer.objects.filter(merchant=self.a).values_list("public_id", flat=True))
+        ids |= set(Account.objects.filter(merchant=self.a).values_list("public_id", flat=True))
+        transfers = Transfer.objects.filter(merchant=self.a)
+        ids |= set(transfers.values_list("public_id", flat=True))
+        ids |= {
+            t.ledger_transaction.public_id for t in transfers if t.ledger_transaction is not None
+        }
+        ids |= set(Event.objects.filter(merchant=self.a).values_list("public_id", flat=True))
+        return ids
+
+
+@pytest.fixture
+def world(merchant, other_merchant, api, other_merchant_api) -> World:
+    a, b = merchant, other_merchant
+    a_customer = CustomerFactory.create(merchant=a)
+    a_account = AccountFactory.create(merchant=a, customer=a_customer, balance=10_000)
+    a_other_account = AccountFactory.create(merchant=a)
+    a_transfer = transfer_create(
+        merchant=a, source=a_account, destination=a_other_account, amount=1_000
+    )
+    a_failed = transfer_create(
+        merchant=a, source=a_other_account, destination=a_account, amount=999_999
+    )
+    b_customer = CustomerFactory.create(merchant=b)
+    b_account = AccountFactory.create(merchant=b, customer=b_customer, balance=5_000)
+    b_other_account = AccountFactory.create(merchant=b)
+    b_transfer = transfer_create(
+        merchant=b, source=b_account, destination=b_other_account, amount=500
+    )
+    return World(
+        a=a,
+        b=b,
+        a_customer=a_customer,
+        a_account=a_account,
+        a_other_account=a_other_account,
+        a_transfer=a_transfer,
+        a_failed_transfer=a_failed,
+        b_customer=b_customer,
+        b_account=b_account,
+        b_other_account=b_other_account,
+        b_transfer=b_transfer,
+    )
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string anywhere in a JSON document, keys and values."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
+def call(client: ApiClient, method: str, path: str, body: Any = None) -> Any:
+    if method == "get":
+        return client.get(path)
+    return client.request(method.upper(), path, body if body is not None else {})
+
+
+# Create routes: B's request with A's ids in the body -----------------------------------------
+
+
+def _customer_create(world: World, b: ApiClient) -> None:
+    # No ids to name; B's customer is B's, and A cannot see it.
+    before = Customer.objects.filter(merchant=world.a).count()
+    response = b.post("customers", {"name": "B's customer"})
+    assert response.status_code == 201, response.content
+    created = Customer.objects.get(public_id=response.json()["id"])
+    assert created.merchant_id == world.b.pk
+    assert Customer.objects.filter(merchant=world.a).count() == before
+    # Naming a merchant is mass assignment, not a way into A's tenancy (B9).
+    counts = row_counts()
+    assert_error(
+        b.post("customers", {"name": "x", "merchant": world.a.public_id}),
+        400,
+        "invalid_request_error",
+        param="merchant",
+    )
+    assert row_counts() == counts
+
+
+def _account_create(world: World, b: ApiClient) -> None:
+    assert_refused_like_missing(
+        b,
+        "accounts",
+        {"currency": "usd", "customer": world.a_customer.public_id},
+        {"currency": "usd", "customer": MISSING_IDS["customer"]},
+        param="customer",
+    )
+    assert_refused_like_missing(
+        b,
+        "accounts",
+        {"currency": "usd", "customer": world.a_customer.public_id, "merchant": world.a.public_id},
+        None,
+        param=None,
+        status=400,
+    )
+
+
+def _transfer_create(world: World, b: ApiClient) -> None:
+    def body(source: str, destination: str) -> dict[str, Any]:
+        return {
+            "source_account": source,
+            "destination_account": destination,
+            "amount": 100,
+            "currency": "USD",
+        }
+
+    a_acct, a_other = world.a_account.public_id, world.a_other_account.public_id
+    b_acct = world.b_account.public_id
+    missing = MISSING_IDS["account"]
+    balances = dict(Account.objects.values_list("public_id", "balance"))
+    cases = [
+        (body(a_acct, b_acct), body(missing, b_acct), "source_account"),
+        (body(b_acct, a_acct), body(b_acct, missing), "destination_account"),
+        (body(a_acct, a_other), body(missing, missing), "source_account"),
+    ]
+    for refused, like, param in cases:
+        assert_refused_like_missing(b, "transfers", refused, like, param=param)
+    assert dict(Account.objects.values_list("public_id", "balance")) == balances
+
+
+CREATE_CASES: dict[str, Callable[[World, ApiClient], None]] = {
+    "customer-list": _customer_create,
+    "account-list": _account_create,
+    "transfer-list": _transfer_create,
+}
+
+
+def assert_refused_like_missing(
+    client: ApiClient,
+    path: str,
+    body: dict[str, Any],
+    like_missing: dict[str, Any] | None,
+    *,
+    param: str | None,
+    status: int = 404,
+) -> None:
+    """B's POST with A's ids is refused as if the ids did not exist, and writes nothing."""
+    before = row_counts()
+    response = client.post(path, body)
+    if status == 404:
+        error = assert_error(response, 404, "not_found", param=param)
+    else:
+        error = assert_error(response, status, "invalid_request_error")
+    assert row_counts() == before, path
+    if like_missing is not None:
+        missing = assert_error(client.post(path, like_missing), 404, "not_found", param=param)
+        assert (error["type"], error["code"], error["param"]) == (
+            missing["type"],
+            missing["code"],
+            missing["param"],
+        )
+        assert row_counts() == before, path
+    # A's ids are named back only as the caller sent them: nothing else about them leaks.
+    for value in strings_in(response.json()):
+        assert "mer_" not in value
+
+
+# The matrix --------------------------------------------------------------------------------
+
+
+def test_the_router_has_routes():
+    assert len(ROUTES) >= 12
+
+
+def test_every_route_is_covered():
+    uncovered = [
+        (name, method)
+        for name, method, has_id in ROUTES
+        if not has_id and method != "get" and name not in CREATE_CASES
+    ]
+    assert uncovered == [], f"add these to the tenancy matrix: {uncovered}"
+    basenames = {name.rsplit("-", 1)[0] for name, _, _ in ROUTES}
+    assert basenames <= set(MISSING_IDS), f"add A's objects for: {basenames - set(MISSING_IDS)}"
+    assert set(CREATE_CASES) <= {name for name, _, _ in ROUTES}, "stale CREATE_CASES"
+
+
+def test_no_other_api_route_serves_merchant_data():
+    for entry in api_urls.urlpatterns:
+        if isinstance(entry, URLResolver):
+            assert entry.url_patterns == api_urls.router.urls, entry
+        else:
+            assert isinstance(entry, URLPattern)
+            assert entry.name in NON_ROUTER_ROUTES, f"{entry.pattern} is not in the matrix"
+
+
+@pytest.mark.parametrize(
+    ("name", "method"),
+    [(name, method) for name, method, has_id in ROUTES if has_id],
+    ids=lambda value: value,
+)
+def test_another_merchants_id_in_the_path_is_404_like_a_missing_one(
+    name, method, world, api, other_merchant_api
+):
+    basename = name.rsplit("-", 1)[0]
+    a_path = reverse(name, kwargs={"id": world.a_object_id(basename)})
+    missing_path = reverse(name, kwargs={"id": MISSING_IDS[basename]})
+    if method == "get":  # the matrix is not vacuous: A itself gets its object
+        assert api.get(a_path).status_code == 200
+    before = row_counts()
+
+    response = call(other_merchant_api, method, a_path)
+    like_missing = call(other_merchant_api, method, missing_path)
+
+    assert_error(response, 404, "not_found", param=None)
+    assert (response.status_code, json.loads(response.content)) == (
+        like_missing.status_code,
+        json.loads(like_missing.content),
+    )
+    assert row_counts() == before
+
+
+LIST_QUERIES = [
+    {},
+    {"customer": "{a_customer}"},
+    {"account": "{a_account}"},
+    {"merchant": "{a}"},
+    {"merchant_id": "{a}"},
+    {"customer": "{a_customer}", "account": "{a_account}", "type": "customer.created"},
+    {"page_size": "100"},
+]
+
+
+@pytest.mark.parametrize(
+    "name", sorted({name for name, method, has_id in ROUTES if not has_id and method == "get"})
+)
+@pytest.mark.parametrize("query", LIST_QUERIES, ids=lambda query: ",".join(query) or "plain")
+def test_lists_never_show_another_merchants_objects(name, query, world, api, other_merchant_api):
+    values = {
+        "a": world.a.public_id,
+        "a_customer": world.a_customer.public_id,
+        "a_account": world.a_account.public_id,
+    }
+    params = {key: value.format(**values) for key, value in query.items()}
+    a_ids = world.a_ids()
+
+    response = other_merchant_api.get(reverse(name), params)
+
+    assert response.status_code == 200, response.content
+    leaked = set(strings_in(response.json())) & a_ids
+    assert leaked == set(), f"{name} {params} shows A's {leaked}"
+    if not ({"customer", "account"} & set(params)):
+        # Not vacuous: B sees its own objects in the same list, A sees its own.
+        assert response.json()["results"], name
+        a_sees = set(strings_in(api.get(reverse(name), params).json()))
+        assert a_sees & a_ids
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("accounts", {"customer": "a_customer"}),
+        ("transfers", {"account": "a_account"}),
+        ("transfers", {"account": "a_other_account"}),
+    ],
+)
+def test_filters_naming_another_merchants_ids_find_nothing(
+    path, params, world, api, other_merchant_api
+):
+    query = {key: getattr(world, value).public_id for key, value in params.items()}
+
+    assert api.get(path, query).json()["results"]  # A's own filter finds them
+    assert other_merchant_api.get(path, query).json()["results"] == []
+
+
+@pytest.mark.parametrize("name", sorted(CREATE_CASES))
+def test_another_merchants_ids_in_a_create_body_are_404(name, world, other_merchant_api):
+    CREATE_CASES[name](world, other_merchant_api)
+
+
+def test_ids_are_random_not_sequential(world):
+    # No existence oracle by counting: ids carry 128 random bits after their prefix.
+    ids = [world.a_customer.public_id, world.b_customer.public_id]
+    assert all(len(i.split("_", 1)[1]) == 22 for i in ids)
+    assert ids[0][4:] != ids[1][4:]
+
+
+def test_the_platforms_system_accounts_are_no_merchants(world, api):
+    # Funding went through the settlement account: it exists, has entries, and belongs to
+    # no merchant, so no key can read it or move money through it.
+    settlement = system_account_get(currency="USD", purpose=SystemPurpose.SETTLEMENT)
+    for path in [
+        f"accounts/{settlement.public_id}",
+        f"accounts/{settlement.public_id}/balance",
+        f"accounts/{settlement.public_id}/entries",
+    ]:
+        assert_error(api.get(path), 404, "not_found")
+    for field in ["source_account", "destination_account"]:
+        body = {
+            "source_account": world.a_account.public_id,
+            "destination_account": world.a_other_account.public_id,
+            "amount": 1,
+            "currency": "USD",
+            field: settlement.public_id,
+        }
+        assert_refused_like_missing(api, "transfers", body, None, param=field)
