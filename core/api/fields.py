@@ -2,6 +2,7 @@
 metadata and text. Nothing is coerced: a float, a numeric string or a boolean is an error."""
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import Model, QuerySet
@@ -10,22 +11,20 @@ from rest_framework import serializers
 from core.amounts import MAX_AMOUNT
 from core.currencies import normalize_currency
 from core.exceptions import DomainError, NotFound
+from core.validation import validate_metadata, validate_text
 
-METADATA_MAX_KEYS = 20
-METADATA_KEY_MAX_LENGTH = 40
-METADATA_VALUE_MAX_LENGTH = 500
+# Text fields declared without a max_length still have one.
+API_TEXT_MAX_LENGTH = 10_000
 # The shape of a public id (`acct_` + base62, core.ids); anything else names no object.
 _PUBLIC_ID = re.compile(r"[0-9A-Za-z_]{1,64}")
 
 
-def _refuse_unsafe_text(value: str) -> str:
-    if "\x00" in value:
-        raise serializers.ValidationError("must not contain NUL characters", code="invalid")
+def _field_error(check: Callable[..., Any], value: Any, **kwargs: Any) -> Any:
+    """Run one of core.validation's rules, its refusal as this field's error."""
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise serializers.ValidationError("must be valid Unicode", code="invalid") from error
-    return value
+        return check(value, **kwargs)
+    except DomainError as error:
+        raise serializers.ValidationError(error.message, code="invalid") from error
 
 
 class TextField(serializers.CharField):
@@ -37,9 +36,8 @@ class TextField(serializers.CharField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            raise serializers.ValidationError("must be a string", code="invalid")
-        return _refuse_unsafe_text(super().to_internal_value(data))
+        max_length = self.max_length or API_TEXT_MAX_LENGTH
+        return str(_field_error(validate_text, data, param=self.field_name, max_length=max_length))
 
 
 class AmountField(serializers.IntegerField):
@@ -84,23 +82,7 @@ class MetadataField(serializers.DictField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> dict[str, str]:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError("must be an object", code="invalid")
-        if len(data) > METADATA_MAX_KEYS:
-            raise serializers.ValidationError(f"at most {METADATA_MAX_KEYS} keys", code="invalid")
-        for key, value in data.items():
-            if not key or len(key) > METADATA_KEY_MAX_LENGTH:
-                raise serializers.ValidationError(
-                    f"keys are 1 to {METADATA_KEY_MAX_LENGTH} characters", code="invalid"
-                )
-            if not isinstance(value, str) or len(value) > METADATA_VALUE_MAX_LENGTH:
-                raise serializers.ValidationError(
-                    f"values are strings of at most {METADATA_VALUE_MAX_LENGTH} characters",
-                    code="invalid",
-                )
-            _refuse_unsafe_text(key)
-            _refuse_unsafe_text(value)
-        return dict(data)
+        return dict(_field_error(validate_metadata, data, param=self.field_name))
 
 
 class MerchantObjectField(serializers.SlugRelatedField):
