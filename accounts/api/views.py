@@ -1,5 +1,3 @@
-from typing import Any
-
 import django_filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
@@ -18,7 +16,7 @@ from accounts.api.serializers import (
 )
 from accounts.models import Account, AccountKind, AccountStatus, Customer
 from accounts.services import account_create, customer_create
-from core.api.filters import CreatedFilterSet
+from core.api.filters import CreatedFilterSet, CurrencyFilter
 from core.api.idempotency import idempotent
 from core.api.views import MerchantScopedViewSet
 from ledger.models import LedgerEntry
@@ -50,16 +48,11 @@ class AccountFilter(CreatedFilterSet):
     customer = django_filters.CharFilter(
         field_name="customer__public_id", help_text="Only this customer's accounts (`cus_…`)."
     )
-    currency = django_filters.CharFilter(
-        method="filter_currency", help_text="Only accounts in this currency (any case)."
-    )
+    currency = CurrencyFilter(help_text="Only accounts in this currency (any case).")
 
     class Meta:
         model = Account
         fields: list[str] = []
-
-    def filter_currency(self, queryset: Any, name: str, value: str) -> Any:
-        return queryset.filter(currency=value.upper())
 
 
 class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantScopedViewSet):

@@ -25,6 +25,13 @@ class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcIsoDateTimeField
 
 
+class CurrencyFilter(django_filters.CharFilter):
+    """An ISO 4217 code in any case, as the API accepts currencies everywhere."""
+
+    def filter(self, qs: Any, value: Any) -> Any:
+        return super().filter(qs, value.upper() if isinstance(value, str) else value)
+
+
 class CreatedFilterSet(django_filters.FilterSet):
     """`created_after` / `created_before` (ISO 8601), on every list."""
 

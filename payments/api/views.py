@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.errors import ApiError
-from core.api.filters import CreatedFilterSet
+from core.api.filters import CreatedFilterSet, CurrencyFilter
 from core.api.idempotency import idempotent
 from core.api.schema import declined_response
 from core.api.views import MerchantScopedViewSet
@@ -22,9 +22,7 @@ class TransferFilter(CreatedFilterSet):
     account = django_filters.CharFilter(
         method="filter_account", help_text="Only transfers from or to this account (`acct_…`)."
     )
-    currency = django_filters.CharFilter(
-        method="filter_currency", help_text="Only transfers in this currency (any case)."
-    )
+    currency = CurrencyFilter(help_text="Only transfers in this currency (any case).")
 
     class Meta:
         model = Transfer
@@ -34,9 +32,6 @@ class TransferFilter(CreatedFilterSet):
         return queryset.filter(
             Q(source_account__public_id=value) | Q(destination_account__public_id=value)
         )
-
-    def filter_currency(self, queryset: Any, name: str, value: str) -> Any:
-        return queryset.filter(currency=value.upper())
 
 
 class TransferViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantScopedViewSet):
