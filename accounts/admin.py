@@ -1,7 +1,12 @@
-from django.contrib import admin
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
-from accounts.models import Account, Customer, Hold, Merchant
+from accounts.api_keys import api_key_create, api_key_revoke
+from accounts.models import Account, ApiKey, Customer, Hold, Merchant
 from core.admin import ReadOnlyAdmin
 
 
@@ -51,3 +56,64 @@ class HoldAdmin(SimpleHistoryAdmin, ReadOnlyAdmin):
     list_filter = ("status",)
     search_fields = ("public_id", "account__public_id")
     list_select_related = ("account",)
+
+
+class ApiKeyCreationForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ("merchant", "name", "read_only")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(SimpleHistoryAdmin):
+    """Staff create and revoke keys here; the secret is shown once, right after creation."""
+
+    list_display = (
+        "prefix",
+        "merchant",
+        "name",
+        "read_only",
+        "revoked",
+        "created_at",
+        "last_used_at",
+    )
+    list_filter = ("revoked", "read_only", "merchant")
+    search_fields = ("prefix", "name", "merchant__name")
+    readonly_fields = (
+        "merchant",
+        "name",
+        "prefix",
+        "read_only",
+        "revoked",
+        "created_at",
+        "last_used_at",
+    )
+    actions = ("revoke_selected",)
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiKeyCreationForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            return  # nothing about a key is edited; revoke it with the action
+        created, secret = api_key_create(
+            merchant=obj.merchant, name=obj.name, read_only=obj.read_only
+        )
+        obj.pk = created.pk
+        messages.warning(request, f"The new API key, shown this once — copy it now: {secret}")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected API keys")
+    def revoke_selected(self, request: HttpRequest, queryset: Any) -> None:
+        for api_key in queryset.filter(revoked=False):
+            api_key_revoke(api_key=api_key, reason=f"revoked in the admin by {request.user}")
+        messages.success(request, "Revoked.")

@@ -5,6 +5,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from accounts.api_keys import api_key_authenticate
 from accounts.models import Account, AccountKind, Customer, Hold, HoldStatus, Merchant
 from payments.models import Transfer, TransferStatus
 from tests.invariants import invariant_violations
@@ -70,3 +71,14 @@ def test_seed_demo_creates_data_once_and_resets_the_admin_password() -> None:
     admin.refresh_from_db()
     assert admin.check_password(second_password)
     assert not admin.check_password(first_password)
+
+
+@pytest.mark.django_db
+def test_seed_demo_prints_a_working_api_key_for_the_demo_merchant() -> None:
+    output, _ = seed()
+
+    secret = re.search(r"Bearer (mk_live_\w+)", output)
+    assert secret is not None
+    api_key = api_key_authenticate(secret.group(1))
+    assert api_key is not None
+    assert api_key.merchant.name == "Demo Shop"

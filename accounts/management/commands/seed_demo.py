@@ -10,6 +10,7 @@ from django.core.management.base import CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.api_keys import api_key_create
 from accounts.models import Merchant
 from accounts.services import account_create, customer_create, hold_create, merchant_create
 from core.management import AuditedCommand
@@ -27,7 +28,7 @@ class Command(AuditedCommand):
     help = (
         f"Create the demo merchant {DEMO_MERCHANT!r} with customers, accounts in USD, EUR "
         "and JPY, transfers and a hold (once), and (re)set the password of the "
-        f"superuser {ADMIN_USERNAME!r}, printing the admin login."
+        f"superuser {ADMIN_USERNAME!r}, printing the admin login and a new API key."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -44,11 +45,17 @@ class Command(AuditedCommand):
             with transaction.atomic():
                 self._seed()
         password = self._reset_admin()
+        shop = Merchant.objects.get(name=DEMO_MERCHANT)
+        _, api_secret = api_key_create(merchant=shop, name="demo")
+        api_root = options["admin_url"].removesuffix("admin/") + "api/v1/"
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS("Log in to the Moneta admin:"))
         self.stdout.write(f"  URL:      {options['admin_url']}")
         self.stdout.write(f"  Username: {ADMIN_USERNAME}")
         self.stdout.write(f"  Password: {password}")
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS(f"Call the API as {DEMO_MERCHANT} ({api_root}docs/):"))
+        self.stdout.write(f"  curl -H 'Authorization: Bearer {api_secret}' {api_root}accounts")
 
     def _seed(self) -> None:
         shop = merchant_create(name=DEMO_MERCHANT)
