@@ -27,7 +27,7 @@ import time
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,10 +147,92 @@ class LoadPlan:
     clients: int
     seconds: float
     warmup: float
+    client: str = "httpx"  # or "raw": RawHttpConnection
+
+
+# One request: (method, path, JSON body or None, extra headers) -> (status, body).
+Send = Callable[[str, str, bytes | None, dict[str, str]], Awaitable[tuple[int, bytes]]]
+
+
+class RawHttpConnection:
+    """One HTTP/1.1 keep-alive connection that writes each request as prepared bytes and
+    reads the response by its Content-Length (or its chunks, or to the end of the
+    connection). A load generator whose own CPU is small next to the server's: httpx
+    costs about 2 ms of CPU a request on the 2-core machine, this about 0.1 ms (see
+    docs/benchmarks.md). It reconnects after `Connection: close` (gunicorn's sync
+    workers) or a connection the server closed while it was idle."""
+
+    def __init__(self, base_url: str, headers: dict[str, str]):
+        url = httpx.URL(base_url)
+        if url.scheme != "http" or not url.host:
+            raise BenchError(f"--client raw speaks plain http://host:port only, not {base_url}")
+        self._host, self._port = url.host, url.port or 80
+        self._prefix = url.path.rstrip("/")
+        fixed = {"Host": f"{url.host}:{self._port}", **headers}
+        self._headers = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        async with asyncio.timeout(_REQUEST_TIMEOUT):
+            return await self._exchange(method, path, body, headers)
+
+    async def _exchange(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        if self._reader is None or self._writer is None or self._reader.at_eof():
+            self.close()
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        reader, writer = self._reader, self._writer
+        parts = [f"{method} {self._prefix}{path} HTTP/1.1\r\n".encode("latin-1"), self._headers]
+        parts += [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items()]
+        if body is not None:
+            parts.append(b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body))
+        parts += [b"\r\n", body or b""]
+        try:
+            writer.write(b"".join(parts))
+            head = await reader.readuntil(b"\r\n\r\n")
+            status_line, *lines = head[:-4].split(b"\r\n")
+            status = int(status_line.split(b" ", 2)[1])
+            fields = {}
+            for line in lines:
+                name, _, value = line.partition(b":")
+                fields[name.strip().lower()] = value.strip().lower()
+            if b"content-length" in fields:
+                payload = await reader.readexactly(int(fields[b"content-length"]))
+            elif fields.get(b"transfer-encoding") == b"chunked":
+                payload = await self._read_chunks(reader)
+            else:  # delimited by the end of the connection
+                payload = await reader.read()
+                fields[b"connection"] = b"close"
+        except BaseException:
+            self.close()  # a half-read response leaves the connection unusable
+            raise
+        if fields.get(b"connection") == b"close":
+            self.close()
+        return status, payload
+
+    @staticmethod
+    async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                    pass
+                return b"".join(chunks)
+            chunks.append((await reader.readexactly(size + 2))[:-2])
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
 
 
 async def _client_loop(
-    client: httpx.AsyncClient,
+    send: Send,
     plan: LoadPlan,
     stats: dict[str, EndpointStats],
     stop_at: float,
@@ -168,30 +250,34 @@ async def _client_loop(
         try:
             if endpoint == TRANSFERS:
                 source, destination = rng.sample(plan.account_ids, 2)
-                response = await client.post(
+                amount = rng.randint(MIN_AMOUNT, MAX_AMOUNT)
+                body = (
+                    f'{{"source_account": "{source}", "destination_account": '
+                    f'"{destination}", "amount": {amount}, "currency": "{CURRENCY}"}}'
+                )
+                status, payload = await send(
+                    "POST",
                     "/api/v1/transfers",
-                    json={
-                        "source_account": source,
-                        "destination_account": destination,
-                        "amount": rng.randint(MIN_AMOUNT, MAX_AMOUNT),
-                        "currency": CURRENCY,
-                    },
-                    headers={"Idempotency-Key": str(uuid.uuid4())},
+                    body.encode(),
+                    {"Idempotency-Key": str(uuid.uuid4())},
                 )
             else:
                 account = rng.choice(plan.account_ids)
-                response = await client.get(f"/api/v1/accounts/{account}/balance")
-        except httpx.HTTPError as error:
+                status, payload = await send("GET", f"/api/v1/accounts/{account}/balance", None, {})
+        except Exception as error:  # counted, sampled, and the loop goes on
             finished = clock()
             stats[endpoint].record(
                 finished - began, f"error:{type(error).__name__}", set(), str(error)
             )
             continue
         finished = clock()
-        outcome = str(response.status_code)
+        outcome = str(status)
         expected = EXPECTED_STATUSES[endpoint]
         stats[endpoint].record(
-            finished - began, outcome, expected, "" if outcome in expected else response.text
+            finished - began,
+            outcome,
+            expected,
+            "" if outcome in expected else payload.decode(errors="replace"),
         )
     return finished
 
@@ -201,11 +287,11 @@ def _endpoints(mix: str) -> list[str]:
     return [name for name, used in ((TRANSFERS, share > 0), (BALANCES, share < 1)) if used]
 
 
-async def _phase(client: httpx.AsyncClient, plan: LoadPlan, seconds: float) -> LoadResult:
+async def _phase(senders: Sequence[Send], plan: LoadPlan, seconds: float) -> LoadResult:
     stats = {endpoint: EndpointStats() for endpoint in _endpoints(plan.mix)}
     started = time.perf_counter()
     finished = await asyncio.gather(
-        *(_client_loop(client, plan, stats, started + seconds) for _ in range(plan.clients))
+        *(_client_loop(send, plan, stats, started + seconds) for send in senders)
     )
     return LoadResult(
         mix=plan.mix,
@@ -217,12 +303,12 @@ async def _phase(client: httpx.AsyncClient, plan: LoadPlan, seconds: float) -> L
 
 @dataclass(frozen=True)
 class CpuSample:
-    """CPU seconds used so far: by this process, by the server's processes (when it is
-    ours), and busy/total jiffies of the whole machine (from /proc/stat)."""
+    """CPU seconds used so far: by this process, by each of the server's processes (when
+    it is ours; by pid), and the busy and total jiffies of the whole machine."""
 
     at: float
     own: float
-    server: float | None
+    server: dict[int, float] | None
     machine_busy: int
     machine_total: int
 
@@ -253,27 +339,39 @@ def cpu_sample(server: RunningServer | None) -> CpuSample:
     return CpuSample(
         at=time.monotonic(),
         own=usage.user + usage.system,
-        server=server.cpu_seconds() if server is not None else None,
+        server=server.cpu_by_pid() if server is not None else None,
         machine_busy=busy,
         machine_total=total,
     )
 
 
 def cpu_line(before: CpuSample, after: CpuSample, requests: int) -> str:
+    """Shares of one core over the run, and per request. A server worker that exited
+    during the run (recycled) takes its CPU time with it: the server's share is then low."""
     wall = max(after.at - before.at, 1e-9)
 
-    def share(seconds: float) -> str:
-        per_request = f" = {1000 * seconds / requests:.2f} ms a request" if requests else ""
-        return f"{100 * seconds / wall:.0f}%{per_request}"
+    def share(seconds: float, per_request: bool = True) -> str:
+        cost = f" = {1000 * seconds / requests:.2f} ms a request" if requests else ""
+        return f"{100 * seconds / wall:.0f}%{cost if per_request else ''}"
 
-    parts = [f"load generator {share(after.own - before.own)}"]
+    own = after.own - before.own
+    parts = [f"load generator {share(own)}"]
+    used = own
     if before.server is not None and after.server is not None:
-        parts.append(f"server {share(after.server - before.server)}")
+        by_pid = {
+            pid: seconds - before.server.get(pid, 0.0) for pid, seconds in after.server.items()
+        }
+        server = sum(by_pid.values())
+        used += server
+        workers = sorted(list(by_pid.values())[1:], reverse=True)  # the master comes first
+        split = ", ".join(share(seconds, per_request=False) for seconds in workers)
+        parts.append(f"server {share(server)} (by worker: {split})")
     total = after.machine_total - before.machine_total
     if total > 0:
         cpus = os.cpu_count() or 1
-        busy = (after.machine_busy - before.machine_busy) / total
-        parts.append(f"whole machine {100 * busy * cpus:.0f}% of {100 * cpus}%")
+        busy = (after.machine_busy - before.machine_busy) / total * cpus * wall
+        parts.append(f"everything else (PostgreSQL, Redis, other processes) {share(busy - used)}")
+        parts.append(f"whole machine {100 * busy / wall:.0f}% of {100 * cpus}%")
     return (
         "CPU during the run (100% = one core): "
         + ", ".join(parts)
@@ -293,17 +391,41 @@ class LoadRun:
 
 
 async def _load(plan: LoadPlan, sample: Callable[[], CpuSample]) -> LoadRun:
-    limits = httpx.Limits(max_connections=plan.clients, max_keepalive_connections=plan.clients)
-    async with httpx.AsyncClient(
-        base_url=plan.base_url,
-        headers={"Authorization": f"Bearer {plan.secret}"},
-        limits=limits,
-        timeout=_REQUEST_TIMEOUT,
-        trust_env=False,
-    ) as client:
-        warm = await _phase(client, plan, plan.warmup) if plan.warmup > 0 else None
+    """Both phases over the same connections: one httpx pool of `clients` connections,
+    or one raw connection per client."""
+    auth = {"Authorization": f"Bearer {plan.secret}"}
+    async with contextlib.AsyncExitStack() as stack:
+        if plan.client == "raw":
+            connections = [RawHttpConnection(plan.base_url, auth) for _ in range(plan.clients)]
+            for raw in connections:
+                stack.callback(raw.close)
+            senders: list[Send] = [raw.request for raw in connections]
+        else:
+            limits = httpx.Limits(
+                max_connections=plan.clients, max_keepalive_connections=plan.clients
+            )
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=plan.base_url,
+                    headers=auth,
+                    limits=limits,
+                    timeout=_REQUEST_TIMEOUT,
+                    trust_env=False,
+                )
+            )
+
+            async def send(
+                method: str, path: str, body: bytes | None, headers: dict[str, str]
+            ) -> tuple[int, bytes]:
+                if body is not None:
+                    headers = {**headers, "Content-Type": "application/json"}
+                response = await client.request(method, path, content=body, headers=headers)
+                return response.status_code, response.content
+
+            senders = [send] * plan.clients
+        warm = await _phase(senders, plan, plan.warmup) if plan.warmup > 0 else None
         before = sample()
-        run = await _phase(client, plan, plan.seconds)
+        run = await _phase(senders, plan, plan.seconds)
         after = sample()
     return LoadRun(warmup=warm, run=run, cpu_before=before, cpu_after=after)
 
@@ -376,8 +498,9 @@ class RunningServer:
                 children.append(int(entry))
         return [self.process.pid, *children]
 
-    def cpu_seconds(self) -> float:
-        return sum(_process_cpu_seconds(pid) for pid in self.pids())
+    def cpu_by_pid(self) -> dict[int, float]:
+        """CPU seconds of the master (first) and of each worker."""
+        return {pid: _process_cpu_seconds(pid) for pid in self.pids()}
 
     def log_lines(self, *, access: bool = True) -> list[str]:
         try:
@@ -708,6 +831,7 @@ class BenchOptions:
     mix: str
     pin_cpu: int | None
     server: ServerOptions
+    client: str = "httpx"
     verbose: bool = False
 
 
@@ -754,9 +878,9 @@ def bench_run(options: BenchOptions, write: Callable[[str], None]) -> list[str]:
     ready_path = "/api/v1/accounts?page_size=1"
     write(
         f"bench_api on {connection.settings_dict['NAME']}: mix {options.mix}, "
-        f"{options.clients} clients, {options.seconds:g} s (after {options.warmup:g} s of "
-        f"warm-up), {options.accounts} accounts; {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f} at start"
+        f"{options.clients} {options.client} clients, {options.seconds:g} s (after "
+        f"{options.warmup:g} s of warm-up), {options.accounts} accounts; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
     )
     with contextlib.ExitStack() as stack:
         stack.enter_context(_quiet_http_logs())
@@ -788,6 +912,7 @@ def bench_run(options: BenchOptions, write: Callable[[str], None]) -> list[str]:
             clients=options.clients,
             seconds=options.seconds,
             warmup=options.warmup,
+            client=options.client,
         )
         if options.pin_cpu is not None:
             write(f"load generator pinned to CPU {options.pin_cpu}")

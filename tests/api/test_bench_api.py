@@ -1,6 +1,7 @@
 """`bench_api` drives the real server over HTTP, reports per endpoint, counts the money
 afterwards, and never leaves its gunicorn behind."""
 
+import asyncio
 import os
 import re
 import socket
@@ -16,7 +17,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from accounts.services import account_create, merchant_create
 from ledger.services import adjustment_post
-from payments.api_benchmark import FUNDING, BenchData, money_check
+from payments.api_benchmark import FUNDING, BenchData, RawHttpConnection, money_check
 from payments.models import Transfer, TransferStatus
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -113,8 +114,9 @@ def test_mixed_load_through_gunicorn_conserves_the_money() -> None:
 def test_balance_reads_against_a_given_url(live_server: LiveServer, settings: Settings) -> None:
     settings.API_RATE_LIMIT = "1000000/second"
 
-    output = bench("--mix", "balances", "--url", live_server.url)
+    output = bench("--mix", "balances", "--url", live_server.url, "--client", "raw")
 
+    assert "2 raw clients" in output
     assert f"server: {live_server.url} (given)" in output
     balances = re.search(BALANCES, output, re.MULTILINE)
     assert balances and int(balances.group(1)) > 0, output
@@ -123,6 +125,54 @@ def test_balance_reads_against_a_given_url(live_server: LiveServer, settings: Se
     assert "money: ok (" in output
     assert "invariants: ok" in output
     assert not Transfer.objects.exists()
+
+
+async def _canned_server(responses: list[bytes]) -> tuple[asyncio.Server, int]:
+    """A server that answers each connection's requests with the next canned responses,
+    closing the connection after a response that says so."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while responses:
+            await reader.readuntil(b"\r\n\r\n")
+            response = responses.pop(0)
+            writer.write(response)
+            await writer.drain()
+            if b"Connection: close" in response:
+                break
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_the_raw_client_reads_lengths_chunks_and_closed_connections() -> None:
+    async def exchange() -> list[tuple[int, bytes]]:
+        server, port = await _canned_server(
+            [
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+                b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+                b"HTTP/1.1 402 Payment Required\r\nConnection: close\r\n\r\nuntil the end",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain",
+            ]
+        )
+        async with server:
+            raw = RawHttpConnection(f"http://127.0.0.1:{port}", {"Authorization": "Bearer x"})
+            results = [
+                await raw.request("GET", "/a", None, {}),
+                await raw.request("POST", "/b", b"{}", {"Idempotency-Key": "k"}),
+                await raw.request("GET", "/c", None, {}),
+                await raw.request("GET", "/d", None, {}),  # on a new connection
+            ]
+            raw.close()
+        return results
+
+    assert asyncio.run(exchange()) == [
+        (200, b"hi"),
+        (201, b"abcde"),
+        (402, b"until the end"),
+        (200, b"again"),
+    ]
 
 
 def test_the_server_is_stopped_when_the_setup_fails() -> None:

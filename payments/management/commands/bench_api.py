@@ -72,6 +72,13 @@ class Command(AuditedCommand):
         parser.add_argument(
             "--pin-cpu", type=int, metavar="N", help="run the load generator on CPU N only"
         )
+        parser.add_argument(
+            "--client",
+            choices=["httpx", "raw"],
+            default="httpx",
+            help="httpx.AsyncClient (httpx), or a minimal HTTP/1.1 client that costs a "
+            "fraction of its CPU (raw)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if connection.vendor != "postgresql":
@@ -103,6 +110,7 @@ class Command(AuditedCommand):
                 rate_limit=options["rate_limit"],
                 extra_env=tuple(options["server_env"]),
             ),
+            client=options["client"],
             verbose=options["verbosity"] >= 2,
         )
         try:
