@@ -887,7 +887,12 @@ def bench_run(options: BenchOptions, write: Callable[[str], None]) -> list[str]:
         server: RunningServer | None = None
         if options.url:
             base_url = options.url.rstrip("/")
-            ready = httpx.get(base_url + ready_path, headers=headers, timeout=10, trust_env=False)
+            try:
+                ready = httpx.get(
+                    base_url + ready_path, headers=headers, timeout=10, trust_env=False
+                )
+            except httpx.HTTPError as error:
+                raise BenchError(f"{base_url} does not answer: {error}") from error
             write(f"server: {base_url} (given)")
         else:
             server, ready = stack.enter_context(
