@@ -5,6 +5,7 @@ from typing import Any
 
 from audit.context import current_context
 from audit.models import AuditLog, Event
+from core.db import insert_rows
 
 
 def audit_log_build(
@@ -40,13 +41,13 @@ def audit_log_build(
 
 def audit_log_write(rows: Iterable[AuditLog]) -> None:
     """Insert audit rows in one statement."""
-    AuditLog.objects.bulk_create(list(rows))
+    insert_rows(list(rows))
 
 
 def audit_log_record(**fields: Any) -> AuditLog:
     """Build and insert one audit row (see `audit_log_build` for the fields)."""
     row = audit_log_build(**fields)
-    row.save(force_insert=True)
+    insert_rows([row])
     return row
 
 
@@ -54,10 +55,12 @@ def event_emit(
     *, merchant_id: int | None, type: str, object_type: str, object_id: str, data: Mapping[str, Any]
 ) -> Event:
     """Record an event for the outbox; call inside the transaction that made the change."""
-    return Event.objects.create(
+    event = Event(
         merchant_id=merchant_id,
         type=type,
         object_type=object_type,
         object_id=object_id,
         data={"object": dict(data)},
     )
+    insert_rows([event])
+    return event

@@ -5,7 +5,8 @@ from datetime import datetime
 
 from django.db.models import Q, Sum
 
-from accounts.models import Account, Hold
+from accounts.models import Account, AccountKind, Hold, Merchant
+from core.db import fetch_one
 from ledger.models import LedgerEntry
 
 
@@ -51,3 +52,18 @@ def account_balance(*, account: Account, as_of: datetime | None = None) -> Balan
         balance=balance,
         available=balance - (held or 0),
     )
+
+
+# The API's most frequent read, written out: the ORM would spend more time building this
+# query than PostgreSQL spends answering it (docs/benchmarks.md).
+_WALLET_BALANCE_SQL = (
+    f"SELECT public_id, currency, balance, balance - held FROM {Account._meta.db_table}"  # noqa: S608
+    " WHERE merchant_id = %s AND public_id = %s AND kind = %s"
+)
+
+
+def wallet_balance_now(*, merchant: Merchant, public_id: str) -> Balance | None:
+    """The current balance of the merchant's wallet with this public id, or None when the
+    merchant has no such wallet."""
+    row = fetch_one(_WALLET_BALANCE_SQL, [merchant.pk, public_id, AccountKind.WALLET.value])
+    return None if row is None else Balance(*row)

@@ -15,6 +15,7 @@ from accounts.system import system_account_get
 from audit.models import AuditLog
 from audit.services import audit_log_build, audit_log_record, audit_log_write
 from core.amounts import validate_amount
+from core.db import insert_rows
 from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
 from core.validation import REASON_MAX_LENGTH, max_length_of, validate_text
 from ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind
@@ -92,9 +93,10 @@ def ledger_transaction_post(
     )
     _validate_legs(legs)
     with transaction.atomic(savepoint=False):
-        ledger_transaction = LedgerTransaction.objects.create(
+        ledger_transaction = LedgerTransaction(
             kind=kind, description=description, reverses=reverses
         )
+        insert_rows([ledger_transaction])
         audit_rows = [
             audit_log_build(
                 action="ledger_transaction.posted",
@@ -153,7 +155,7 @@ def _apply_legs(
                 created_at=now,
             )
         )
-    LedgerEntry.objects.bulk_create(entries)
+    insert_rows(entries)
 
 
 def _add_to_accounts(deltas: list[tuple[int, int, int]]) -> None:

@@ -19,7 +19,7 @@ from audit.models import AuditLog
 from audit.services import audit_log_build, audit_log_write, event_emit
 from core.amounts import MAX_AMOUNT, validate_amount
 from core.currencies import minor_units_per_major
-from core.db import retry_on_conflict
+from core.db import insert_rows, retry_on_conflict
 from core.exceptions import Declined, ValidationError
 from core.validation import max_length_of, validate_metadata, validate_text
 from ledger.models import LedgerTransaction, LedgerTransactionKind
@@ -138,7 +138,7 @@ def _transfer_legs(transfer: Transfer) -> list[Leg]:
 
 def _transfer_record(transfer: Transfer) -> AuditLog:
     """Insert the transfer in its final state with its event; return its audit row, unsaved."""
-    transfer.save(force_insert=True)
+    insert_rows([transfer])
     data = transfer_data(transfer)
     event_emit(
         merchant_id=transfer.merchant_id,

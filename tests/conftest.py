@@ -8,7 +8,7 @@ from django.db.backends.postgresql.operations import DatabaseOperations
 
 def pytest_configure(config: pytest.Config) -> None:
     engine = settings.DATABASES["default"]["ENGINE"]
-    if engine != "django.db.backends.postgresql":
+    if engine != "core.postgresql":
         raise pytest.UsageError(
             f"the test suite runs on PostgreSQL only (DATABASE_URL gives {engine}); "
             "run it with bin/test, which starts one"

@@ -1,4 +1,7 @@
+from dataclasses import asdict
+
 import django_filters
+from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -20,7 +23,7 @@ from core.api.filters import CreatedFilterSet, CurrencyFilter
 from core.api.idempotency import idempotent
 from core.api.views import MerchantScopedViewSet
 from ledger.models import LedgerEntry
-from ledger.selectors import account_balance
+from ledger.selectors import account_balance, wallet_balance_now
 
 
 class CustomerFilter(CreatedFilterSet):
@@ -73,10 +76,16 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantS
     def balance(self, request: Request, id: str) -> Response:
         query = BalanceQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        balance = account_balance(
-            account=self.get_object(), as_of=query.validated_data.get("as_of")
-        )
-        return Response(BalanceOutput(balance).data)
+        as_of = query.validated_data.get("as_of")
+        if as_of is not None:
+            balance = account_balance(account=self.get_object(), as_of=as_of)
+        else:
+            # Tenancy as everywhere (the key's merchant), with no account object to build.
+            found = wallet_balance_now(merchant=self.merchant, public_id=id)
+            if found is None:
+                raise Http404
+            balance = found
+        return Response(asdict(balance))
 
     @extend_schema(responses={200: EntryOutput(many=True)}, filters=False)
     @action(detail=True, methods=["get"], filterset_class=None)

@@ -48,7 +48,7 @@ from rest_framework.views import APIView
 from accounts.models import Merchant
 from core.api.authentication import ApiKeyPrincipal
 from core.api.errors import ApiError
-from core.db import retry_on_conflict
+from core.db import insert_rows, retry_on_conflict
 from core.models import IdempotencyKey, IdempotencyKeyState
 
 logger = logging.getLogger(__name__)
@@ -199,22 +199,19 @@ def idempotency_key_claim(
         token = uuid.uuid4()
         # ON CONFLICT DO NOTHING: of two simultaneous inserts one wins, the other waits
         # for it to commit and then inserts nothing.
-        IdempotencyKey.objects.bulk_create(
-            [
-                IdempotencyKey(
-                    merchant=merchant,
-                    key=key,
-                    fingerprint=fingerprint,
-                    request_method=method,
-                    request_path=path[:2048],
-                    state=IdempotencyKeyState.IN_FLIGHT,
-                    lock_token=token,
-                    locked_at=now,
-                    created_at=now,
-                )
-            ],
-            ignore_conflicts=True,
+        claimed = IdempotencyKey(
+            merchant=merchant,
+            key=key,
+            fingerprint=fingerprint,
+            request_method=method,
+            request_path=path[:2048],
+            state=IdempotencyKeyState.IN_FLIGHT,
+            lock_token=token,
+            locked_at=now,
+            created_at=now,
         )
+        if insert_rows([claimed], ignore_conflicts=True):
+            return _Claim(claimed.pk, token)  # a new key, the common case
         row = IdempotencyKey.objects.filter(merchant=merchant, key=key).first()
         if row is None:  # released by its holder in between: claim again
             continue
