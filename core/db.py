@@ -61,12 +61,36 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         return cursor.fetchone()
 
 
+@functools.lru_cache(maxsize=64)
+def _row_reader(
+    model: type[Model], field_names: tuple[str, ...]
+) -> tuple[list[str], list[tuple[int, Any, list[Any]]]]:
+    """For `instance_from_row`: the names in the model's field order, and for each the
+    position of its value in the row, its column and the converters the ORM would apply
+    (none on PostgreSQL for the fields we read; SQLite's datetimes need one)."""
+    position = {name: index for index, name in enumerate(field_names)}
+    fields = [field for field in model._meta.concrete_fields if field.attname in position]
+    readers = []
+    for field in fields:
+        column = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        readers.append((position[field.attname], column, converters))
+    return [field.attname for field in fields], readers
+
+
 def instance_from_row(model: type[M], field_names: Sequence[str], values: Sequence[Any]) -> M:
     """A model instance from some of its columns (`values` by attname, in any order), as
     the ORM itself would build it; the other fields load on first access."""
-    by_name = dict(zip(field_names, values, strict=True))
-    names = [field.attname for field in model._meta.concrete_fields if field.attname in by_name]
-    return model.from_db(DEFAULT_DB_ALIAS, names, [by_name[name] for name in names])
+    if len(field_names) != len(values):
+        raise ValueError(f"{len(field_names)} field names for {len(values)} values")
+    names, readers = _row_reader(model, tuple(field_names))
+    converted = []
+    for index, column, converters in readers:
+        value = values[index]
+        for converter in converters:
+            value = converter(value, column, connection)
+        converted.append(value)
+    return model.from_db(DEFAULT_DB_ALIAS, names, converted)
 
 
 @functools.lru_cache(maxsize=64)
