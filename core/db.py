@@ -137,3 +137,56 @@ def insert_rows(rows: Sequence[M], *, ignore_conflicts: bool = False) -> bool:
         row._state.adding = False
         row._state.db = connection.alias
     return True
+
+
+def _quoted_columns(fields: Sequence[Any]) -> list[str]:
+    return [connection.ops.quote_name(field.column) for field in fields]
+
+
+@functools.lru_cache(maxsize=64)
+def _select_sql(model: type[Model], names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    opts = model._meta
+    where = _quoted_columns([opts.get_field(name) for name in names])
+    sql = (
+        f"SELECT {', '.join(_quoted_columns(opts.concrete_fields))}"  # noqa: S608 - names only
+        f" FROM {connection.ops.quote_name(opts.db_table)}"
+        f" WHERE {' AND '.join(f'{column} = %s' for column in where)}"
+    )
+    return sql, tuple(field.attname for field in opts.concrete_fields)
+
+
+def _db_values(model: type[Model], values: dict[str, Any]) -> list[Any]:
+    return [
+        model._meta.get_field(name).get_db_prep_value(value, connection, prepared=False)  # type: ignore[union-attr]
+        for name, value in values.items()
+    ]
+
+
+def select_one(model: type[M], **equal: Any) -> M | None:
+    """The instance whose fields (by name or attname, e.g. `merchant_id`) equal these
+    values, or None; for lookups by a unique key, where building the query with the ORM
+    would cost more than running it."""
+    sql, columns = _select_sql(model, tuple(equal))
+    row = fetch_one(sql, _db_values(model, equal))
+    return None if row is None else instance_from_row(model, columns, row)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_sql(model: type[Model], names: tuple[str, ...], where: tuple[str, ...]) -> str:
+    opts = model._meta
+    assignments = _quoted_columns([opts.get_field(name) for name in names])
+    conditions = _quoted_columns([opts.get_field(name) for name in where])
+    return (
+        f"UPDATE {connection.ops.quote_name(opts.db_table)}"  # noqa: S608 - names only
+        f" SET {', '.join(f'{column} = %s' for column in assignments)}"
+        f" WHERE {' AND '.join(f'{column} = %s' for column in conditions)}"
+    )
+
+
+def update_rows(model: type[Model], where: dict[str, Any], **values: Any) -> int:
+    """`model.objects.filter(**where).update(**values)` for equality filters on non-null
+    values, as one written-out statement; the number of rows updated."""
+    sql = _update_sql(model, tuple(values), tuple(where))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _db_values(model, values) + _db_values(model, where))
+        return cursor.rowcount

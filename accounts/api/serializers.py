@@ -40,7 +40,7 @@ class CustomerOutput(serializers.Serializer):
 class AccountInput(StrictSerializer):
     currency = CurrencyField()
     customer = MerchantObjectField(
-        queryset=Customer.objects.all(),
+        Customer,
         required=False,
         allow_null=True,
         help_text="Id of one of your customers (`cus_…`), or null.",

@@ -48,7 +48,7 @@ from rest_framework.views import APIView
 from accounts.models import Merchant
 from core.api.authentication import ApiKeyPrincipal
 from core.api.errors import ApiError
-from core.db import insert_rows, retry_on_conflict
+from core.db import insert_rows, retry_on_conflict, update_rows
 from core.models import IdempotencyKey, IdempotencyKeyState
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,9 @@ class _Claim:
     def complete(self, *, status_code: int, body: bytes, content_type: str) -> bool:
         """Store the response; False when the key is no longer ours (taken over)."""
         return bool(
-            self._held().update(
+            update_rows(
+                IdempotencyKey,
+                {"id": self.pk, "lock_token": self.token, "state": IdempotencyKeyState.IN_FLIGHT},
                 state=IdempotencyKeyState.COMPLETED,
                 response_status=status_code,
                 response_body=body,

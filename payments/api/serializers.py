@@ -17,11 +17,13 @@ from payments.representations import transfer_data
 
 class TransferInput(StrictSerializer):
     source_account = MerchantObjectField(
-        queryset=Account.objects.filter(kind=AccountKind.WALLET),
+        Account,
+        only={"kind": AccountKind.WALLET},
         help_text="Id of one of your accounts (`acct_…`) to take the money from.",
     )
     destination_account = MerchantObjectField(
-        queryset=Account.objects.filter(kind=AccountKind.WALLET),
+        Account,
+        only={"kind": AccountKind.WALLET},
         help_text="Id of another of your accounts, in the same currency.",
     )
     amount = AmountField()

@@ -1,11 +1,13 @@
-"""core.db.insert_rows: the money path's bulk insert, and instance_from_row."""
+"""core.db's written-out queries for the hot paths: insert_rows, select_one, update_rows,
+instance_from_row."""
 
 import pytest
 
+from accounts.models import Account
 from audit.models import AuditLog
-from core.db import insert_rows, instance_from_row
+from core.db import insert_rows, instance_from_row, select_one, update_rows
 from core.models import IdempotencyKey, IdempotencyKeyState
-from tests.factories import MerchantFactory
+from tests.factories import AccountFactory, MerchantFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -66,3 +68,29 @@ def test_instance_from_row_takes_columns_in_any_order() -> None:
     built = instance_from_row(type(merchant), columns, [getattr(merchant, c) for c in columns])
     assert [getattr(built, c) for c in columns] == [getattr(merchant, c) for c in columns]
     assert built.created_at == merchant.created_at  # deferred: loaded on first access
+
+
+def test_select_one_finds_by_attname_and_field_name() -> None:
+    account = AccountFactory.create(balance=250)
+    found = select_one(
+        Account, merchant_id=account.merchant_id, public_id=account.public_id, kind="wallet"
+    )
+    assert found is not None
+    assert (found.pk, found.balance, found.currency, found.created_at) == (
+        account.pk,
+        250,
+        account.currency,
+        account.created_at,
+    )
+    assert select_one(Account, merchant=account.merchant_id, public_id="acct_missing") is None
+    other = MerchantFactory.create()
+    assert select_one(Account, merchant_id=other.pk, public_id=account.public_id) is None
+
+
+def test_update_rows_changes_only_the_rows_matching_every_condition() -> None:
+    first, second = AccountFactory.create(), AccountFactory.create()
+    assert update_rows(Account, {"id": first.pk, "status": "closed"}, description="x") == 0
+    assert update_rows(Account, {"id": first.pk, "status": "active"}, description="x") == 1
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.description, second.description) == ("x", "")
