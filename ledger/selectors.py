@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db.models import Q, Sum
 
 from accounts.models import Account, AccountKind, Hold, Merchant
-from core.db import fetch_one
+from core.db import select_one
 from ledger.models import LedgerEntry
 
 
@@ -54,16 +54,10 @@ def account_balance(*, account: Account, as_of: datetime | None = None) -> Balan
     )
 
 
-# The API's most frequent read, written out: the ORM would spend more time building this
-# query than PostgreSQL spends answering it (docs/benchmarks.md).
-_WALLET_BALANCE_SQL = (
-    f"SELECT public_id, currency, balance, balance - held FROM {Account._meta.db_table}"  # noqa: S608
-    " WHERE merchant_id = %s AND public_id = %s AND kind = %s"
-)
-
-
 def wallet_balance_now(*, merchant: Merchant, public_id: str) -> Balance | None:
     """The current balance of the merchant's wallet with this public id, or None when the
-    merchant has no such wallet."""
-    row = fetch_one(_WALLET_BALANCE_SQL, [merchant.pk, public_id, AccountKind.WALLET.value])
-    return None if row is None else Balance(*row)
+    merchant has no such wallet. The API's most frequent read: one written-out query."""
+    account = select_one(
+        Account, merchant_id=merchant.pk, public_id=public_id, kind=AccountKind.WALLET
+    )
+    return None if account is None else account_balance(account=account)
