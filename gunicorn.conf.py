@@ -2,15 +2,22 @@
 
     .venv/bin/gunicorn -c gunicorn.conf.py config.wsgi:application
 
-Sized for a 2-core machine: 2 × cores + 1 = 5 worker processes of 2 threads each (gthread),
-so up to 10 requests at once, each thread with its own database connection; a request
-spends most of its time waiting on PostgreSQL, which threads overlap. Environment:
+Sized by measurement on a 2-core machine (docs/benchmarks.md): 2 × cores = 4 single-threaded
+(sync) worker processes, each with its own persistent database connection. An API request
+is a few short database round trips; while one worker waits on PostgreSQL another runs, and
+more processes than that only add context switches (5 gthread workers × 2 threads served
+fewer requests, with a worse p99). Sync workers read each request whole and close the
+connection after the response, so they belong behind a buffering proxy or load balancer
+(which is where a payment API runs anyway); without one, use threads. Environment:
 
 - BIND (default 127.0.0.1:$PORT, PORT default 8000): where to listen; BIND=0.0.0.0:8000
   in a container, behind the load balancer.
-- WEB_CONCURRENCY (default 2 × cores + 1), GUNICORN_THREADS (default 2).
-- GUNICORN_TIMEOUT (30 s), GUNICORN_KEEPALIVE (5 s; set it above the load balancer's idle
-  timeout when there is one).
+- WEB_CONCURRENCY (default 2 × cores), GUNICORN_THREADS (default 1; more than 1 switches to
+  gthread workers, which keep client connections alive).
+- GUNICORN_TIMEOUT (30 s), GUNICORN_KEEPALIVE (5 s, gthread only; set it above the load
+  balancer's idle timeout when there is one).
+- GUNICORN_MAX_REQUESTS (default 0, off): recycle a worker after this many requests (with
+  10 % jitter), to bound a slow leak. A worker boot costs seconds of CPU, so keep it large.
 - LOG_FORMAT: json (default) writes gunicorn's own and access log lines as JSON objects,
   like Django's (config.settings.LOGGING); text for humans.
 - PROMETHEUS_MULTIPROC_DIR: where the workers share their Prometheus metrics, so that
@@ -35,16 +42,16 @@ def _cores() -> int:
 
 
 bind = [os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '8000')}"]
-workers = int(os.environ.get("WEB_CONCURRENCY", 2 * _cores() + 1))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", 2))
+workers = int(os.environ.get("WEB_CONCURRENCY", 2 * _cores()))
+threads = int(os.environ.get("GUNICORN_THREADS", 1))
+worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 30
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 5))
-# Recycle workers now and then (bounds slow leaks); the jitter keeps them from all
-# restarting at once.
-max_requests = 1000
-max_requests_jitter = 100
+# Recycling workers bounds slow leaks, but each boot costs seconds of CPU that requests
+# wait for; off unless asked. The jitter keeps workers from all restarting at once.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 0))
+max_requests_jitter = max_requests // 10
 # The workers' heartbeat files on tmpfs: a disk under load cannot stall them into a timeout.
 _SHM = "/dev/shm"  # noqa: S108 - gunicorn creates its files there with mkstemp
 if os.path.isdir(_SHM):
