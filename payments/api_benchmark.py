@@ -6,6 +6,12 @@ setup (a bench merchant, its API key, the funding — operators fund, the API ca
 the checks through the ORM; the accounts and all the load go through HTTP. Unless a URL is
 given, the server is gunicorn running `config.wsgi:application`, started here on a free
 loopback port against the command's own database, and stopped again at the end.
+
+The load generator is wrk (the C HTTP benchmarking tool) when it is installed: one wrk
+process per endpoint, driven by a generated Lua script. On the 2-core machine it costs
+about 0.13 ms of CPU a request, most of it the kernel's loopback TCP, where the Python
+clients take 0.4 ms (`raw`, on asyncio streams) and more (`httpx`): CPU that the server,
+on the same machine, needs.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -66,6 +74,11 @@ MIXES = {"transfers": 1.0, "balances": 0.0, "mixed": 1 / 6}
 BAR_PER_SECOND = {TRANSFERS: 300, BALANCES: 1500}
 BAR_P99_MS = 50.0
 
+# The load generators: httpx.AsyncClient, RawHttpConnection, or wrk (the C tool).
+HTTPX, RAW, WRK = "httpx", "raw", "wrk"
+CLIENTS = (HTTPX, RAW, WRK)
+WRK_MISSING = "wrk is not installed (Debian/Ubuntu: apt-get install wrk); or use --client raw"
+
 DEFAULT_RATE_LIMIT = "1000000/second"
 _READY_TIMEOUT = 60.0  # seconds gunicorn may take to answer its first request
 _REQUEST_TIMEOUT = 30.0
@@ -94,15 +107,19 @@ class BenchError(Exception):
 @dataclass
 class EndpointStats:
     """Every request to one endpoint: its latency (seconds) and its outcome, the HTTP
-    status as text or `error:<exception>` when no response came back."""
+    status as text or `error:<exception>` when no response came back. Or, from wrk, which
+    keeps no single latency: the count it reports, and its percentiles in milliseconds by
+    fraction (`reported_ms`), in place of the latencies."""
 
     latencies: array = field(default_factory=lambda: array("d"))
     statuses: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
+    reported_count: int | None = None
+    reported_ms: dict[float, float] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
-        return len(self.latencies)
+        return len(self.latencies) if self.reported_count is None else self.reported_count
 
     def record(self, seconds: float, outcome: str, expected: set[str], body: str = "") -> None:
         self.latencies.append(seconds)
@@ -111,7 +128,10 @@ class EndpointStats:
             self.samples.append(f"{outcome} {body[:300]}".strip())
 
     def percentile_ms(self, fraction: float) -> float:
-        """Nearest-rank percentile of the latencies, in milliseconds."""
+        """Nearest-rank percentile of the latencies, in milliseconds (or the one reported,
+        NaN when that one was not)."""
+        if self.reported_count is not None:
+            return self.reported_ms.get(fraction, math.nan)
         if not self.latencies:
             return math.nan
         ordered = sorted(self.latencies)
@@ -147,7 +167,7 @@ class LoadPlan:
     clients: int
     seconds: float
     warmup: float
-    client: str = "httpx"  # or "raw": RawHttpConnection
+    client: str = HTTPX  # or RAW: RawHttpConnection, or WRK
 
 
 # One request: (method, path, JSON body or None, extra headers) -> (status, body).
@@ -303,8 +323,9 @@ async def _phase(senders: Sequence[Send], plan: LoadPlan, seconds: float) -> Loa
 
 @dataclass(frozen=True)
 class CpuSample:
-    """CPU seconds used so far: by this process, by each of the server's processes (when
-    it is ours; by pid), and the busy and total jiffies of the whole machine."""
+    """CPU seconds used so far: by this process and its children waited for (wrk), by each
+    of the server's processes (when it is ours; by pid), and the busy and total jiffies of
+    the whole machine."""
 
     at: float
     own: float
@@ -338,7 +359,8 @@ def cpu_sample(server: RunningServer | None) -> CpuSample:
     busy, total = _machine_jiffies()
     return CpuSample(
         at=time.monotonic(),
-        own=usage.user + usage.system,
+        # wrk runs as a child: its CPU is the load generator's too.
+        own=usage.user + usage.system + usage.children_user + usage.children_system,
         server=server.cpu_by_pid() if server is not None else None,
         machine_busy=busy,
         machine_total=total,
@@ -430,6 +452,273 @@ async def _load(plan: LoadPlan, sample: Callable[[], CpuSample]) -> LoadRun:
     return LoadRun(warmup=warm, run=run, cpu_before=before, cpu_after=after)
 
 
+# --- wrk ------------------------------------------------------------------------------------
+
+# The lines of wrk's output that the script's done() prints for `parse_wrk_output`.
+_WRK_LINE = "bench_api-wrk"
+# How long wrk may wait, after the deadline, for the responses still under way.
+_WRK_DRAIN = _REQUEST_TIMEOUT
+
+# One endpoint's load for one wrk process (run with -t1). $-placeholders are Lua literals.
+_WRK_SCRIPT = string.Template(
+    r"""-- Generated by bench_api (payments/api_benchmark.py) for one wrk run.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *now);
+int getpid(void);
+int kill(int pid, int signal);
+]]
+
+local endpoint, run_id, prefix = $endpoint, $run_id, $prefix
+local ids = {$ids}
+local seconds, seed, kept = $seconds, $seed, $kept
+local min_amount, max_amount, currency = $min_amount, $max_amount, $currency
+local expected = {$expected}
+wrk.headers["Authorization"] = "Bearer " .. $secret
+
+local timespec = ffi.new("bench_timespec")
+local function now()  -- in seconds, finer than os.time()'s whole ones
+  ffi.C.clock_gettime(1, timespec)  -- CLOCK_MONOTONIC
+  return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) * 1e-9
+end
+
+-- In the main state: the threads, for done() to read their counts.
+local threads = {}
+
+function setup(thread)
+  threads[#threads + 1] = thread
+  thread:set("id", #threads)
+end
+
+-- In each thread's state, read by done() through thread:get().
+statuses, samples, in_flight, started, finished = {}, {}, 0, 0, 0
+local counter, deadline, stopping = 0, 0, false
+
+function init(args)
+  math.randomseed(seed + id)
+  started = now()
+  finished, deadline = started, started + seconds
+end
+
+function request()
+  if endpoint == "balances" then
+    return wrk.format("GET", prefix .. "/api/v1/accounts/" .. ids[math.random(#ids)] .. "/balance")
+  end
+  local source, destination = math.random(#ids), math.random(#ids - 1)
+  if destination >= source then destination = destination + 1 end  -- never the source
+  counter = counter + 1
+  -- wrk.format() takes wrk.headers or the ones given, never both.
+  local headers = {}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
+  headers["Content-Type"] = "application/json"
+  headers["Idempotency-Key"] = run_id .. "-" .. id .. "-" .. counter
+  local body = string.format(
+    '{"source_account": "%s", "destination_account": "%s", "amount": %d, "currency": "%s"}',
+    ids[source], ids[destination], math.random(min_amount, max_amount), currency)
+  return wrk.format("POST", prefix .. "/api/v1/transfers", headers, body)
+end
+
+-- wrk stops at -d with requests under way: a transfer cut off there would be committed
+-- and never counted, and break the money check. So past the deadline no request starts,
+-- and once the last one is answered, wrk stops: this thread's loop, and (SIGINT) its main
+-- thread's wait for -d, which would otherwise idle on, and dilute the CPU shares. Run
+-- with -t1: with more threads, the first one done would stop the others.
+local function stop_when_answered()
+  if in_flight == 0 and not stopping then
+    stopping = true
+    wrk.thread:stop()
+    ffi.C.kill(ffi.C.getpid(), 2)
+  end
+end
+
+-- Called before each request, but for one resent on a new connection after an error,
+-- which takes the place of the lost one: in_flight stays exact.
+function delay()
+  if now() < deadline then
+    in_flight = in_flight + 1
+    return 0
+  end
+  stop_when_answered()
+  return 3600000  -- never, before wrk stops
+end
+
+function response(status, headers, body)
+  finished = now()
+  in_flight = in_flight - 1
+  local outcome = tostring(status)
+  statuses[outcome] = (statuses[outcome] or 0) + 1
+  if not expected[outcome] and #samples < kept then
+    samples[#samples + 1] = outcome .. " " .. body:sub(1, 300)
+  end
+  if finished >= deadline then stop_when_answered() end
+end
+
+local function emit(...)
+  io.write($line, " ", table.concat({...}, " "), "\n")
+end
+
+function done(summary, latency, requests)
+  local outcomes, kept_samples, unanswered = {}, {}, 0
+  local first, last = math.huge, 0
+  for _, thread in ipairs(threads) do
+    for outcome, count in pairs(thread:get("statuses")) do
+      outcomes[outcome] = (outcomes[outcome] or 0) + count
+    end
+    for _, sample in ipairs(thread:get("samples")) do
+      if #kept_samples < kept then kept_samples[#kept_samples + 1] = sample end
+    end
+    unanswered = unanswered + thread:get("in_flight")
+    first = math.min(first, thread:get("started"))
+    last = math.max(last, thread:get("finished"))
+  end
+  -- Socket errors; "status" (4xx, 5xx) is in the statuses already.
+  for _, kind in ipairs({"connect", "read", "write", "timeout"}) do
+    if summary.errors[kind] > 0 then outcomes["error:" .. kind] = summary.errors[kind] end
+  end
+  if unanswered > 0 then outcomes["error:unanswered"] = unanswered end
+  emit("requests", string.format("%d", summary.requests))
+  emit("duration_us", string.format("%d", math.max(last - first, 0) * 1e6))
+  for _, percentile in ipairs({50, 99}) do
+    emit("latency_us", percentile, string.format("%d", latency:percentile(percentile)))
+  end
+  for outcome, count in pairs(outcomes) do emit("outcome", outcome, string.format("%d", count)) end
+  for _, sample in ipairs(kept_samples) do emit("sample", (sample:gsub("%s+", " "))) end
+end
+"""
+)
+
+
+def _lua_string(text: str) -> str:
+    """A Lua string literal: printable ASCII as is, but for quotes and backslashes, every
+    other byte as a decimal escape."""
+    escaped = "".join(
+        chr(byte) if 32 <= byte < 127 and byte not in b'"\\' else f"\\{byte:03d}"
+        for byte in text.encode()
+    )
+    return f'"{escaped}"'
+
+
+def _wrk_script(plan: LoadPlan, endpoint: str, seconds: float) -> str:
+    """The Lua script of one wrk run: a new run id, so that its Idempotency-Keys are new."""
+    return _WRK_SCRIPT.substitute(
+        endpoint=_lua_string(endpoint),
+        run_id=_lua_string(uuid.uuid4().hex),
+        prefix=_lua_string(httpx.URL(plan.base_url).path.rstrip("/")),
+        ids=", ".join(_lua_string(public_id) for public_id in plan.account_ids),
+        seconds=repr(float(seconds)),
+        seed=secrets.randbits(31),
+        kept=_SAMPLES_KEPT,
+        min_amount=MIN_AMOUNT,
+        max_amount=MAX_AMOUNT,
+        currency=_lua_string(CURRENCY),
+        expected=", ".join(f"[{_lua_string(s)}] = true" for s in EXPECTED_STATUSES[endpoint]),
+        secret=_lua_string(plan.secret),
+        line=_lua_string(_WRK_LINE),
+    )
+
+
+def wrk_connections(mix: str, clients: int) -> dict[str, int]:
+    """Connections per endpoint: all of them for one endpoint; for two, each its share
+    (at least one)."""
+    endpoints = _endpoints(mix)
+    if len(endpoints) == 1:
+        return {endpoints[0]: clients}
+    transfers = max(1, round(clients * MIXES[mix]))
+    return {TRANSFERS: transfers, BALANCES: max(1, clients - transfers)}
+
+
+def parse_wrk_output(output: str) -> tuple[EndpointStats, float]:
+    """The stats and the duration (seconds: first request to last response) that the
+    script's done() printed; wrk's own report around them is left out."""
+    stats = EndpointStats()
+    seconds = None
+    for line in output.splitlines():
+        tag, _, rest = line.partition(" ")
+        if tag != _WRK_LINE:
+            continue
+        key, _, value = rest.partition(" ")
+        if key == "requests":
+            stats.reported_count = int(value)
+        elif key == "duration_us":
+            seconds = int(value) / 1e6
+        elif key == "latency_us":
+            percentile, micros = value.split()
+            stats.reported_ms[int(percentile) / 100] = int(micros) / 1000
+        elif key == "outcome":
+            outcome, count = value.rsplit(" ", 1)
+            stats.statuses[outcome] = int(count)
+        elif key == "sample":
+            stats.samples.append(value)
+    if stats.reported_count is None or seconds is None:
+        raise BenchError("wrk printed no summary")
+    return stats, seconds
+
+
+def _wrk_phase(wrk: str, plan: LoadPlan, seconds: float, directory: Path) -> LoadResult:
+    """A wrk process per endpoint, all at once, each waited for: its CPU time is then
+    in os.times() of this process (`cpu_sample`)."""
+    processes: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for endpoint, connections in wrk_connections(plan.mix, plan.clients).items():
+            script = directory / f"{endpoint}-{uuid.uuid4().hex}.lua"
+            script.write_text(_wrk_script(plan, endpoint, seconds))
+            processes[endpoint] = subprocess.Popen(  # noqa: S603 - wrk, and our arguments
+                [
+                    wrk,
+                    "-t1",
+                    f"-c{connections}",
+                    f"-d{math.ceil(seconds + _WRK_DRAIN)}s",  # the script stops it sooner
+                    "--timeout",
+                    f"{_REQUEST_TIMEOUT:g}s",
+                    "-s",
+                    str(script),
+                    plan.base_url,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        outputs = {endpoint: process.communicate() for endpoint, process in processes.items()}
+    finally:
+        for process in processes.values():  # after an error or Ctrl-C
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    stats: dict[str, EndpointStats] = {}
+    durations: list[float] = []
+    for endpoint, (out, err) in outputs.items():
+        try:
+            stats[endpoint], duration = parse_wrk_output(out)
+        except (BenchError, ValueError) as error:
+            raise BenchError(
+                f"wrk ({endpoint}) exited with status {processes[endpoint].returncode}: "
+                f"{error}; its output:\n{(out + err)[-2000:]}"
+            ) from error
+        durations.append(duration)
+    return LoadResult(mix=plan.mix, clients=plan.clients, elapsed=max(durations), stats=stats)
+
+
+def _wrk_load(plan: LoadPlan, sample: Callable[[], CpuSample]) -> LoadRun:
+    """Both phases from wrk processes, a script each, in a temporary directory."""
+    wrk = shutil.which(WRK)
+    if wrk is None:
+        raise BenchError(WRK_MISSING)
+    with tempfile.TemporaryDirectory(prefix="bench_api-wrk-") as name:
+        directory = Path(name)
+        warm = _wrk_phase(wrk, plan, plan.warmup, directory) if plan.warmup > 0 else None
+        before = sample()
+        run = _wrk_phase(wrk, plan, plan.seconds, directory)
+        after = sample()
+    return LoadRun(warmup=warm, run=run, cpu_before=before, cpu_after=after)
+
+
+def default_client() -> str:
+    """wrk when it is on PATH: its CPU is a third of the raw client's."""
+    return WRK if shutil.which(WRK) else RAW
+
+
 @contextlib.contextmanager
 def _quiet_http_logs() -> Iterator[None]:
     """httpx logs every request at INFO: thousands of lines a second, and CPU the load
@@ -448,13 +737,15 @@ def _quiet_http_logs() -> Iterator[None]:
 def run_load(
     plan: LoadPlan, *, server: RunningServer | None = None, pin_cpu: int | None = None
 ) -> LoadRun:
-    """Warm up, then run the timed phase, from `plan.clients` coroutines sharing one
-    keep-alive connection pool; pinned to one CPU when `pin_cpu` is given (the affinity
+    """Warm up, then run the timed phase, from `plan.clients` coroutines (or wrk's
+    connections); pinned to one CPU when `pin_cpu` is given (wrk inherits it; the affinity
     is restored after)."""
     previous = os.sched_getaffinity(0) if pin_cpu is not None else None
     if pin_cpu is not None:
         os.sched_setaffinity(0, {pin_cpu})
     try:
+        if plan.client == WRK:
+            return _wrk_load(plan, lambda: cpu_sample(server))
         return asyncio.run(_load(plan, lambda: cpu_sample(server)))
     finally:
         if previous is not None:
@@ -831,7 +1122,7 @@ class BenchOptions:
     mix: str
     pin_cpu: int | None
     server: ServerOptions
-    client: str = "httpx"
+    client: str = HTTPX
     verbose: bool = False
 
 
@@ -848,7 +1139,8 @@ def report_lines(run: LoadResult) -> list[str]:
         _row(ENDPOINTS[endpoint], run.per_second(endpoint), stats)
         for endpoint, stats in run.stats.items()
     ]
-    if len(run.stats) > 1:
+    # Percentiles reported per endpoint (wrk) do not combine: no "all" row then.
+    if len(run.stats) > 1 and all(s.reported_count is None for s in run.stats.values()):
         every = EndpointStats()
         for stats in run.stats.values():
             every.latencies.extend(stats.latencies)
@@ -876,9 +1168,14 @@ def bench_run(options: BenchOptions, write: Callable[[str], None]) -> list[str]:
     merchant, secret = bench_key_create()
     headers = {"Authorization": f"Bearer {secret}"}
     ready_path = "/api/v1/accounts?page_size=1"
+    clients = f"{options.clients} {options.client} clients"
+    if options.client == WRK:
+        split = wrk_connections(options.mix, options.clients).items()
+        shares = " + ".join(f"{count} {endpoint}" for endpoint, count in split)
+        clients += f" (connections of wrk, the C load generator: {shares})"
     write(
         f"bench_api on {connection.settings_dict['NAME']}: mix {options.mix}, "
-        f"{options.clients} {options.client} clients, {options.seconds:g} s (after "
+        f"{clients}, {options.seconds:g} s (after "
         f"{options.warmup:g} s of warm-up), {options.accounts} accounts; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
     )

@@ -4,6 +4,7 @@ afterwards, and never leaves its gunicorn behind."""
 import asyncio
 import os
 import re
+import shutil
 import socket
 from collections import Counter
 from io import StringIO
@@ -17,10 +18,25 @@ from pytest_django.live_server_helper import LiveServer
 
 from accounts.services import account_create, merchant_create
 from ledger.services import adjustment_post
-from payments.api_benchmark import FUNDING, BenchData, RawHttpConnection, money_check
+from payments.api_benchmark import (
+    FUNDING,
+    WRK_MISSING,
+    BenchData,
+    BenchError,
+    LoadResult,
+    RawHttpConnection,
+    default_client,
+    money_check,
+    parse_wrk_output,
+    report_lines,
+    wrk_connections,
+)
 from payments.models import Transfer, TransferStatus
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+needs_wrk = pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="wrk is not installed (Debian/Ubuntu: apt-get install wrk)"
+)
 
 ROW = r"^{label}\s+\d+\.\d req/s  p50\s+\d+\.\d\d ms  p99\s+\d+\.\d\d ms  n (\d+)  (.*)$"
 TRANSFERS = ROW.format(label=re.escape("POST /api/v1/transfers"))
@@ -66,8 +82,8 @@ def assert_nothing_listens(port: int) -> None:
         probe.connect(("127.0.0.1", port))
 
 
-def gunicorn_children() -> list[int]:
-    """Processes of ours still running gunicorn (the bench must have stopped them)."""
+def children_running(program: bytes) -> list[int]:
+    """Processes of ours still running `program` (the bench must have stopped them)."""
     found = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -77,13 +93,13 @@ def gunicorn_children() -> list[int]:
                 command = cmdline.read()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == os.getpid() and b"gunicorn" in command:
+        if ppid == os.getpid() and program in command:
             found.append(int(entry))
     return found
 
 
 def test_mixed_load_through_gunicorn_conserves_the_money() -> None:
-    output = bench("--mix", "mixed", "--workers", "1", "--threads", "2")
+    output = bench("--mix", "mixed", "--workers", "1", "--threads", "2", "--client", "httpx")
 
     port = server_port(output)
     transfers = re.search(TRANSFERS, output, re.MULTILINE)
@@ -108,7 +124,110 @@ def test_mixed_load_through_gunicorn_conserves_the_money() -> None:
     assert succeeded >= statuses(transfers.group(2))["201"] > 0
     assert f"{succeeded} transfers succeeded = {succeeded} ledger transfers" in output
     assert_nothing_listens(port)
-    assert gunicorn_children() == []
+    assert children_running(b"gunicorn") == []
+
+
+@needs_wrk
+@pytest.mark.parametrize(
+    ("mix", "connections"),
+    [
+        ("transfers", "3 transfers"),
+        ("balances", "3 balances"),
+        ("mixed", "1 transfers + 2 balances"),
+    ],
+)
+def test_wrk_load_through_gunicorn_conserves_the_money(mix: str, connections: str) -> None:
+    output = bench(
+        *("--mix", mix, "--client", "wrk", "--clients", "3", "--warmup", "1"),
+        *("--workers", "1", "--threads", "2"),
+    )
+
+    port = server_port(output)
+    assert f"3 wrk clients (connections of wrk, the C load generator: {connections})" in output
+    rows = {
+        "transfers": re.search(TRANSFERS, output, re.MULTILINE),
+        "balances": re.search(BALANCES, output, re.MULTILINE),
+    }
+    answered = {"transfers": Counter[str](), "balances": Counter[str]()}
+    for endpoint, row in rows.items():
+        if endpoint not in connections:
+            assert row is None, output
+            continue
+        assert row, output
+        answered[endpoint] = statuses(row.group(2))
+        assert int(row.group(1)) == sum(answered[endpoint].values()) > 0, output
+    assert set(answered["transfers"]) <= {"201", "402"}, output
+    assert set(answered["balances"]) <= {"200"}, output
+    # wrk reports percentiles per process, which do not combine into an "all" row.
+    assert not re.search(r"^all\s", output, re.MULTILINE), output
+    assert re.search(
+        r"^CPU during the run .*load generator \d+% = \d+\.\d\d ms a request, "
+        r"server \d+% = \d+\.\d\d ms a request",
+        output,
+        re.MULTILINE,
+    ), output
+    assert re.search(r"^bar: ", output, re.MULTILINE), output
+    # No transfer was left under way at the end of a phase: every one answered is counted.
+    assert "money: ok (" in output
+    assert "invariants: ok (checked by reconcile_ledger" in output
+    succeeded = Transfer.objects.filter(status=TransferStatus.SUCCEEDED).count()
+    assert succeeded >= answered["transfers"]["201"]  # the warm-up's are in the database too
+    assert (succeeded > 0) == (mix != "balances")
+    assert_nothing_listens(port)
+    assert children_running(b"gunicorn") == []
+    assert children_running(b"wrk") == []
+
+
+def test_the_wrk_report_is_parsed_into_endpoint_stats() -> None:
+    transfers, seconds = parse_wrk_output(
+        "Running 3s test @ http://127.0.0.1:8000\n"
+        "  1 threads and 2 connections\n"
+        "bench_api-wrk requests 121\n"
+        "bench_api-wrk duration_us 2500000\n"
+        "bench_api-wrk latency_us 50 1500\n"
+        "bench_api-wrk latency_us 99 12345\n"
+        "bench_api-wrk outcome 201 117\n"
+        "bench_api-wrk outcome 500 4\n"
+        "bench_api-wrk outcome error:read 1\n"
+        'bench_api-wrk sample 500 {"error": {"type": "api_error"}}\n'
+        "Requests/sec:     48.40\n"
+    )
+    balances, _ = parse_wrk_output(
+        "bench_api-wrk requests 30\nbench_api-wrk duration_us 2000000\n"
+        "bench_api-wrk latency_us 50 700\nbench_api-wrk latency_us 99 2000\n"
+        "bench_api-wrk outcome 200 30\n"
+    )
+
+    assert seconds == 2.5
+    assert transfers.count == 121
+    assert (transfers.percentile_ms(0.50), transfers.percentile_ms(0.99)) == (1.5, 12.345)
+    assert transfers.statuses == Counter({"201": 117, "500": 4, "error:read": 1})
+    assert transfers.samples == ['500 {"error": {"type": "api_error"}}']
+    assert transfers.unexpected("transfers") == Counter({"500": 4, "error:read": 1})
+    run = LoadResult(
+        mix="mixed", clients=3, elapsed=2.5, stats={"transfers": transfers, "balances": balances}
+    )
+    assert report_lines(run) == [
+        "POST /api/v1/transfers                 48.4 req/s  p50    1.50 ms  p99   12.35 ms"
+        "  n 121  201: 117  500: 4  error:read: 1",
+        "GET /api/v1/accounts/{id}/balance      12.0 req/s  p50    0.70 ms  p99    2.00 ms"
+        "  n 30  200: 30",
+    ]
+    with pytest.raises(BenchError, match="wrk printed no summary"):
+        parse_wrk_output("unable to connect to 127.0.0.1:1 Connection refused\n")
+    assert wrk_connections("mixed", 8) == {"transfers": 1, "balances": 7}
+    assert wrk_connections("mixed", 1) == {"transfers": 1, "balances": 1}
+    assert wrk_connections("balances", 8) == {"balances": 8}
+
+
+def test_wrk_asked_for_but_not_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]
+) -> None:
+    monkeypatch.setenv("PATH", os.fspath(tmp_path))  # a directory without wrk
+
+    assert default_client() == "raw"
+    with pytest.raises(CommandError, match=re.escape(WRK_MISSING)):
+        bench("--client", "wrk")
 
 
 def test_balance_reads_against_a_given_url(live_server: LiveServer, settings: Settings) -> None:
@@ -191,7 +310,7 @@ def test_the_server_is_stopped_when_the_setup_fails() -> None:
         )
 
     assert_nothing_listens(server_port(out.getvalue()))
-    assert gunicorn_children() == []
+    assert children_running(b"gunicorn") == []
 
 
 def test_a_201_without_its_transfer_is_a_violation() -> None:

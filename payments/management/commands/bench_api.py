@@ -1,6 +1,7 @@
 """HTTP load on the API through the real server, with the money counted afterwards."""
 
 import os
+import shutil
 from typing import Any
 
 from django.core.management.base import CommandError
@@ -72,12 +73,15 @@ class Command(AuditedCommand):
         parser.add_argument(
             "--pin-cpu", type=int, metavar="N", help="run the load generator on CPU N only"
         )
+        default_client = api_benchmark.default_client()
         parser.add_argument(
             "--client",
-            choices=["httpx", "raw"],
-            default="httpx",
-            help="httpx.AsyncClient (httpx), or a minimal HTTP/1.1 client that costs a "
-            "fraction of its CPU (raw)",
+            choices=api_benchmark.CLIENTS,
+            default=default_client,
+            help="the load generator: wrk, the C HTTP benchmarking tool (one process per "
+            "endpoint), whose CPU is a fraction of the others'; raw, a minimal asyncio "
+            "HTTP/1.1 client; or httpx.AsyncClient. Default: wrk when installed, else raw "
+            f"(here: {default_client})",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -93,6 +97,8 @@ class Command(AuditedCommand):
         pin_cpu = options["pin_cpu"]
         if pin_cpu is not None and pin_cpu not in os.sched_getaffinity(0):
             raise CommandError(f"--pin-cpu {pin_cpu}: not one of this process's CPUs")
+        if options["client"] == api_benchmark.WRK and shutil.which(api_benchmark.WRK) is None:
+            raise CommandError(api_benchmark.WRK_MISSING)
         if options["url"] and (options["workers"] or options["threads"] or options["worker_class"]):
             raise CommandError("--workers, --threads and --worker-class need no --url")
         bench_options = api_benchmark.BenchOptions(
