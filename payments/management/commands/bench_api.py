@@ -40,7 +40,8 @@ class Command(AuditedCommand):
             "--mix",
             choices=sorted(api_benchmark.MIXES),
             default="mixed",
-            help="transfers, balances, or mixed: 1 transfer per 5 balance reads (mixed)",
+            help="transfers, balances, or mixed: 1 transfer per 5 balance reads (wrk: 1 connection "
+            "in 6 sends transfers) (mixed)",
         )
         parser.add_argument("--clients", type=_positive_int, default=8, help="clients (8)")
         parser.add_argument("--seconds", type=float, default=15.0, help="timed run (15)")
