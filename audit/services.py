@@ -1,6 +1,6 @@
 """Writing the audit trail and the event outbox, always inside the caller's transaction."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from audit.context import current_context
@@ -39,11 +39,6 @@ def audit_log_build(
     )
 
 
-def audit_log_write(rows: Iterable[AuditLog]) -> None:
-    """Insert audit rows in one statement."""
-    insert_rows(list(rows))
-
-
 def audit_log_record(**fields: Any) -> AuditLog:
     """Build and insert one audit row (see `audit_log_build` for the fields)."""
     row = audit_log_build(**fields)
@@ -51,16 +46,25 @@ def audit_log_record(**fields: Any) -> AuditLog:
     return row
 
 
-def event_emit(
+def event_build(
     *, merchant_id: int | None, type: str, object_type: str, object_id: str, data: Mapping[str, Any]
 ) -> Event:
-    """Record an event for the outbox; call inside the transaction that made the change."""
-    event = Event(
+    """An unsaved event for the outbox, to insert in the transaction that made the change."""
+    return Event(
         merchant_id=merchant_id,
         type=type,
         object_type=object_type,
         object_id=object_id,
         data={"object": dict(data)},
+    )
+
+
+def event_emit(
+    *, merchant_id: int | None, type: str, object_type: str, object_id: str, data: Mapping[str, Any]
+) -> Event:
+    """Record an event for the outbox; call inside the transaction that made the change."""
+    event = event_build(
+        merchant_id=merchant_id, type=type, object_type=object_type, object_id=object_id, data=data
     )
     insert_rows([event])
     return event

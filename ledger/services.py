@@ -6,16 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Model
 from django.utils import timezone
 
 from accounts.locks import accounts_lock
 from accounts.models import Account, AccountKind, AccountStatus, SystemPurpose
 from accounts.system import system_account_get
-from audit.models import AuditLog
-from audit.services import audit_log_build, audit_log_record, audit_log_write
+from audit.services import audit_log_build, audit_log_record
 from core.amounts import validate_amount
-from core.db import insert_rows
+from core.db import insert_rows, insert_rows_together
 from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
 from core.validation import REASON_MAX_LENGTH, max_length_of, validate_text
 from ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind
@@ -67,15 +66,15 @@ def ledger_transaction_post(
     description: str = "",
     reverses: LedgerTransaction | None = None,
     held_deltas: Mapping[int, int] | None = None,
-    before_lock: Callable[[LedgerTransaction], Iterable[AuditLog] | None] | None = None,
+    before_lock: Callable[[LedgerTransaction], Iterable[Model]] | None = None,
     posted_at: datetime | None = None,
 ) -> LedgerTransaction:
     """Post a balanced transaction of N legs, atomically.
 
     The legs are checked to sum to zero per currency before anything is written. The
-    transaction row and its audit row are inserted first, then `before_lock` lets the
-    caller write its own rows that point at it (audit rows it returns are inserted together
-    with the transaction's own in one statement); only then are the accounts locked (in pk
+    transaction row is inserted first; then its audit row, together in one statement with
+    the unsaved rows `before_lock` builds for the caller (a transfer pointing at the
+    transaction, its event and audit row); only then are the accounts locked (in pk
     order), checked (active; a wallet's available balance within its overdraft limit),
     updated in one statement, and the entries inserted with each account's
     `balance_after`. Keeping the writes that need no lock ahead of it keeps the locked
@@ -97,7 +96,7 @@ def ledger_transaction_post(
             kind=kind, description=description, reverses=reverses
         )
         insert_rows([ledger_transaction])
-        audit_rows = [
+        rows: list[Model] = [
             audit_log_build(
                 action="ledger_transaction.posted",
                 object_type="ledger_transaction",
@@ -106,8 +105,8 @@ def ledger_transaction_post(
             )
         ]
         if before_lock is not None:
-            audit_rows.extend(before_lock(ledger_transaction) or ())
-        audit_log_write(audit_rows)
+            rows.extend(before_lock(ledger_transaction))
+        insert_rows_together(rows)
         _apply_legs(ledger_transaction, legs, held_deltas or {}, posted_at)
     return ledger_transaction
 

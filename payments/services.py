@@ -12,14 +12,14 @@ from decimal import (
 )
 
 from django.db import transaction
+from django.db.models import Model
 
 from accounts.models import Account, AccountKind, Merchant, SystemPurpose
 from accounts.system import system_account_get
-from audit.models import AuditLog
-from audit.services import audit_log_build, audit_log_write, event_emit
+from audit.services import audit_log_build, event_build
 from core.amounts import MAX_AMOUNT, validate_amount
 from core.currencies import minor_units_per_major
-from core.db import insert_rows, retry_on_conflict
+from core.db import insert_rows_together, retry_on_conflict
 from core.exceptions import Declined, ValidationError
 from core.validation import max_length_of, validate_metadata, validate_text
 from ledger.models import LedgerTransaction, LedgerTransactionKind
@@ -136,23 +136,26 @@ def _transfer_legs(transfer: Transfer) -> list[Leg]:
     ]
 
 
-def _transfer_record(transfer: Transfer) -> AuditLog:
-    """Insert the transfer in its final state with its event; return its audit row, unsaved."""
-    insert_rows([transfer])
+def _transfer_rows(transfer: Transfer) -> list[Model]:
+    """The transfer in its final state, its event and its audit row, unsaved, to insert
+    together."""
     data = transfer_data(transfer)
-    event_emit(
-        merchant_id=transfer.merchant_id,
-        type=f"transfer.{transfer.status}",
-        object_type="transfer",
-        object_id=transfer.public_id,
-        data=data,
-    )
-    return audit_log_build(
-        action=f"transfer.{transfer.status}",
-        object_type="transfer",
-        object_id=transfer.public_id,
-        new_values=data,
-    )
+    return [
+        transfer,
+        event_build(
+            merchant_id=transfer.merchant_id,
+            type=f"transfer.{transfer.status}",
+            object_type="transfer",
+            object_id=transfer.public_id,
+            data=data,
+        ),
+        audit_log_build(
+            action=f"transfer.{transfer.status}",
+            object_type="transfer",
+            object_id=transfer.public_id,
+            new_values=data,
+        ),
+    ]
 
 
 @retry_on_conflict
@@ -197,9 +200,9 @@ def transfer_create(
     )
     legs = _transfer_legs(transfer)
 
-    def record_succeeded(ledger_transaction: LedgerTransaction) -> list[AuditLog]:
+    def record_succeeded(ledger_transaction: LedgerTransaction) -> list[Model]:
         transfer.ledger_transaction = ledger_transaction
-        return [_transfer_record(transfer)]
+        return _transfer_rows(transfer)
 
     try:
         with transaction.atomic():
@@ -220,5 +223,5 @@ def transfer_create(
         transfer.failure_code = decline.code
         transfer.failure_message = decline.message
         with transaction.atomic():
-            audit_log_write([_transfer_record(transfer)])
+            insert_rows_together(_transfer_rows(transfer))
     return transfer

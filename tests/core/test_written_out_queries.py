@@ -1,11 +1,17 @@
-"""core.db's written-out queries for the hot paths: insert_rows, select_one, update_rows,
-instance_from_row."""
+"""core.db's written-out queries for the hot paths: insert_rows, insert_rows_together,
+select_one, update_rows, instance_from_row."""
 
 import pytest
 
 from accounts.models import Account
-from audit.models import AuditLog
-from core.db import insert_rows, instance_from_row, select_one, update_rows
+from audit.models import AuditLog, Event
+from core.db import (
+    insert_rows,
+    insert_rows_together,
+    instance_from_row,
+    select_one,
+    update_rows,
+)
 from core.models import IdempotencyKey, IdempotencyKeyState
 from tests.factories import AccountFactory, MerchantFactory
 
@@ -94,3 +100,17 @@ def test_update_rows_changes_only_the_rows_matching_every_condition() -> None:
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.description, second.description) == ("x", "")
+
+
+def test_rows_of_several_models_are_inserted_in_one_statement(
+    django_assert_num_queries: pytest.FixtureRequest,
+) -> None:
+    merchant = MerchantFactory.create()
+    event = Event(merchant=merchant, type="thing.made", object_type="thing", object_id="t", data={})
+    rows = [_audit_row("a.one"), event, _audit_row("a.two")]
+    with django_assert_num_queries(1):  # type: ignore[operator]
+        insert_rows_together(rows)
+    assert all(row.pk and not row._state.adding for row in rows)
+    assert Event.objects.get(pk=event.pk).merchant_id == merchant.pk
+    actions = AuditLog.objects.filter(pk__in=[rows[0].pk, rows[2].pk]).order_by("pk")
+    assert [row.action for row in actions] == ["a.one", "a.two"]  # in the given order
