@@ -43,6 +43,20 @@ TRANSFERS = ROW.format(label=re.escape("POST /api/v1/transfers"))
 BALANCES = ROW.format(label=re.escape("GET /api/v1/accounts/{id}/balance"))
 
 
+def assert_cpu_line(output: str) -> None:
+    assert re.search(
+        r"^CPU during the run .*load generator \d+% = \d+\.\d\d ms a request, "
+        r"server \d+% = \d+\.\d\d ms a request",
+        output,
+        re.MULTILINE,
+    ), output
+
+
+def assert_checks_pass(output: str) -> None:
+    assert "money: ok (" in output, output
+    assert "invariants: ok (checked by reconcile_ledger" in output, output
+
+
 def bench(*args: str) -> str:
     out = StringIO()
     call_command(
@@ -108,16 +122,10 @@ def test_mixed_load_through_gunicorn_conserves_the_money() -> None:
     assert re.search(r"^all\s+\d+\.\d req/s", output, re.MULTILINE), output
     assert set(statuses(balances.group(2))) == {"200"}, output
     assert set(statuses(transfers.group(2))) <= {"201", "402"}, output
-    assert re.search(
-        r"^CPU during the run .*load generator \d+% = \d+\.\d\d ms a request, "
-        r"server \d+% = \d+\.\d\d ms a request",
-        output,
-        re.MULTILINE,
-    ), output
+    assert_cpu_line(output)
     assert re.search(r"^server workers booted during the load \(restarts\): \d+$", output, re.M)
     assert re.search(r"^bar: transfers \d+/s .*; balances \d+/s", output, re.MULTILINE)
-    assert "money: ok (" in output
-    assert "invariants: ok (checked by reconcile_ledger" in output
+    assert_checks_pass(output)
     # The server wrote into the test database: the transfers it answered 201 are here
     # (the warm-up's too, so at least as many as the timed run's).
     succeeded = Transfer.objects.filter(status=TransferStatus.SUCCEEDED).count()
@@ -160,16 +168,10 @@ def test_wrk_load_through_gunicorn_conserves_the_money(mix: str, connections: st
     assert set(answered["balances"]) <= {"200"}, output
     # wrk reports percentiles per process, which do not combine into an "all" row.
     assert not re.search(r"^all\s", output, re.MULTILINE), output
-    assert re.search(
-        r"^CPU during the run .*load generator \d+% = \d+\.\d\d ms a request, "
-        r"server \d+% = \d+\.\d\d ms a request",
-        output,
-        re.MULTILINE,
-    ), output
+    assert_cpu_line(output)
     assert re.search(r"^bar: ", output, re.MULTILINE), output
     # No transfer was left under way at the end of a phase: every one answered is counted.
-    assert "money: ok (" in output
-    assert "invariants: ok (checked by reconcile_ledger" in output
+    assert_checks_pass(output)
     succeeded = Transfer.objects.filter(status=TransferStatus.SUCCEEDED).count()
     assert succeeded >= answered["transfers"]["201"]  # the warm-up's are in the database too
     assert (succeeded > 0) == (mix != "balances")
