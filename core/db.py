@@ -114,7 +114,8 @@ def insert_rows(rows: Sequence[M], *, ignore_conflicts: bool = False) -> bool:
     """Insert unsaved instances of one model in one statement and set their primary keys:
     `bulk_create`, for the money path, where building the query with the ORM costs more
     than PostgreSQL spends running it (docs/benchmarks.md). Like `bulk_create`, it sends no
-    signals.
+    signals; unlike it, it does not split the rows into batches: it is for the few rows of
+    one operation (a statement takes at most 65,535 parameters).
 
     With `ignore_conflicts`, rows that would break a unique constraint are skipped
     (`ON CONFLICT DO NOTHING`); then the result says whether every row was inserted, and
