@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections
 from django.db.models import Field, Model
 from psycopg import errors as pg_errors
 
@@ -61,6 +61,12 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         return cursor.fetchone()
 
 
+def _database() -> Any:
+    """This thread's connection itself: `django.db.connection` is a proxy that looks it up
+    again on every attribute, and field adaptation reads several per value."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 @functools.lru_cache(maxsize=64)
 def _row_reader(
     model: type[Model], field_names: tuple[str, ...]
@@ -84,11 +90,12 @@ def instance_from_row(model: type[M], field_names: Sequence[str], values: Sequen
     if len(field_names) != len(values):
         raise ValueError(f"{len(field_names)} field names for {len(values)} values")
     names, readers = _row_reader(model, tuple(field_names))
+    db = _database()
     converted = []
     for index, column, converters in readers:
         value = values[index]
         for converter in converters:
-            value = converter(value, column, connection)
+            value = converter(value, column, db)
         converted.append(value)
     return model.from_db(DEFAULT_DB_ALIAS, names, converted)
 
@@ -162,10 +169,9 @@ def insert_rows_together(rows: Sequence[Model]) -> None:
 
 
 def _insert_params(fields: Sequence[Field[Any, Any]], rows: Sequence[Model]) -> list[Any]:
+    db = _database()
     return [
-        field.get_db_prep_save(field.pre_save(row, True), connection)
-        for row in rows
-        for field in fields
+        field.get_db_prep_save(field.pre_save(row, True), db) for row in rows for field in fields
     ]
 
 
@@ -173,7 +179,7 @@ def _mark_saved(rows: Sequence[Model], pks: Sequence[Any]) -> None:
     for row, pk in zip(rows, pks, strict=True):
         row.pk = pk
         row._state.adding = False
-        row._state.db = connection.alias
+        row._state.db = DEFAULT_DB_ALIAS
 
 
 def _quoted_columns(fields: Sequence[Any]) -> list[str]:
@@ -193,8 +199,9 @@ def _select_sql(model: type[Model], names: tuple[str, ...]) -> tuple[str, tuple[
 
 
 def _db_values(model: type[Model], values: dict[str, Any]) -> list[Any]:
+    db = _database()
     return [
-        model._meta.get_field(name).get_db_prep_value(value, connection, prepared=False)  # type: ignore[union-attr]
+        model._meta.get_field(name).get_db_prep_value(value, db, prepared=False)  # type: ignore[union-attr]
         for name, value in values.items()
     ]
 

@@ -93,14 +93,14 @@ class MerchantObjectField(serializers.SlugRelatedField):
 
     def __init__(self, model: type[Model], *, only: dict[str, Any] | None = None, **kwargs: Any):
         self.model, self.only = model, dict(only or {})
-        super().__init__(
-            slug_field="public_id", queryset=model._default_manager.filter(**self.only), **kwargs
-        )
+        # DRF builds the field again for every request's serializer: the queryset (for the
+        # schema and DRF's own checks) is filtered only when asked for.
+        super().__init__(slug_field="public_id", queryset=model._default_manager.all(), **kwargs)
 
     def get_queryset(self) -> QuerySet[Any]:
         queryset = super().get_queryset()
         assert queryset is not None  # noqa: S101 - declared with queryset=
-        return queryset.filter(merchant=self.context["request"].user.merchant)
+        return queryset.filter(merchant=self.context["request"].user.merchant, **self.only)
 
     def to_internal_value(self, data: Any) -> Model:
         if not isinstance(data, str):
