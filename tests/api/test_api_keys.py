@@ -243,7 +243,23 @@ def test_read_only_key_cannot_write(read_only_api, funded_account, make_customer
     ]:
         assert_error(read_only_api.post(path, body), 403, "permission_error")
 
-    assert row_counts() == before
+    # Nothing changed but the audit trail, which records each refused write (RELIABILITY B10).
+    denied = AuditLog.objects.filter(action="api_key.write_denied").order_by("pk")
+    assert row_counts() == {**before, "AuditLog": before["AuditLog"] + 4}
+    assert [row.new_values["path"] for row in denied] == [
+        "/api/v1/customers",
+        "/api/v1/accounts",
+        "/api/v1/transfers",
+        "/api/v1/transfers",
+    ]
+    row = denied.first()
+    assert row is not None
+    assert (row.actor_type, row.actor, row.object_id) == (
+        "api_key",
+        read_only_api.api_key.prefix,
+        read_only_api.api_key.prefix,
+    )
+    assert row.request_id.startswith("req_")
     source.refresh_from_db()
     assert source.balance == 1_000
 
