@@ -187,13 +187,21 @@ def _quoted_columns(fields: Sequence[Any]) -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _select_sql(model: type[Model], names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+def _select_sql(
+    model: type[Model], names: tuple[str, ...], one_of: str | None = None, count: int = 0
+) -> tuple[str, tuple[str, ...]]:
+    """Every column of the rows whose `names` equal parameters (and, with `one_of`, whose
+    `one_of` is one of `count` more)."""
     opts = model._meta
-    where = _quoted_columns([opts.get_field(name) for name in names])
+    equal = _quoted_columns([opts.get_field(name) for name in names])
+    conditions = [f"{column} = %s" for column in equal]
+    if one_of is not None:
+        (column,) = _quoted_columns([opts.get_field(one_of)])
+        conditions.append(f"{column} IN ({', '.join(['%s'] * count)})")
     sql = (
         f"SELECT {', '.join(_quoted_columns(opts.concrete_fields))}"  # noqa: S608 - names only
         f" FROM {connection.ops.quote_name(opts.db_table)}"
-        f" WHERE {' AND '.join(f'{column} = %s' for column in where)}"
+        f" WHERE {' AND '.join(conditions)}"
     )
     return sql, tuple(field.attname for field in opts.concrete_fields)
 
@@ -213,6 +221,24 @@ def select_one(model: type[M], **equal: Any) -> M | None:
     sql, columns = _select_sql(model, tuple(equal))
     row = fetch_one(sql, _db_values(model, equal))
     return None if row is None else instance_from_row(model, columns, row)
+
+
+def select_many(model: type[M], key: str, values: Sequence[Any], **equal: Any) -> dict[Any, M]:
+    """The instances whose `key` (a unique field) is one of `values` and whose other
+    fields equal `equal`, by their `key`: `select_one` for several keys in one query."""
+    unique = list(dict.fromkeys(values))
+    sql, columns = _select_sql(model, tuple(equal), key, len(unique))
+    field = model._meta.get_field(key)
+    db = _database()
+    params = _db_values(model, equal) + [
+        field.get_db_prep_value(value, db, prepared=False)  # type: ignore[union-attr]
+        for value in unique
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    found = (instance_from_row(model, columns, row) for row in rows)
+    return {getattr(instance, key): instance for instance in found}
 
 
 @functools.lru_cache(maxsize=64)

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from core.amounts import MAX_AMOUNT
 from core.currencies import normalize_currency
-from core.db import select_one
+from core.db import select_many
 from core.exceptions import DomainError, NotFound
 from core.validation import validate_metadata, validate_text
 
@@ -89,7 +89,8 @@ class MetadataField(serializers.DictField):
 class MerchantObjectField(serializers.SlugRelatedField):
     """An id (`acct_…`) of one of the caller's own `model` objects (those whose fields
     equal `only`, e.g. wallets). Another merchant's id is exactly as unknown as a missing
-    one: 404, naming the parameter."""
+    one: 404, naming the parameter. Declared on a `StrictSerializer`, which looks up the
+    ids of a body together."""
 
     def __init__(self, model: type[Model], *, only: dict[str, Any] | None = None, **kwargs: Any):
         self.model, self.only = model, dict(only or {})
@@ -107,13 +108,9 @@ class MerchantObjectField(serializers.SlugRelatedField):
             raise serializers.ValidationError("must be an id string", code="invalid")
         if not _PUBLIC_ID.fullmatch(data):  # e.g. a NUL or a lone surrogate: no such object
             raise NotFound("No such object.", code="resource_missing", param=self.field_name)
-        # One written-out query: ids arrive in every write (docs/benchmarks.md).
-        found = select_one(
-            self.model,
-            merchant_id=self.context["request"].user.merchant.pk,
-            public_id=data,
-            **self.only,
-        )
+        parent = self.parent
+        assert isinstance(parent, StrictSerializer)  # noqa: S101 - see the docstring
+        found = parent.merchant_objects.get(str(self.field_name))
         if found is None:
             raise NotFound(
                 f"No such object: {data!r}", code="resource_missing", param=self.field_name
@@ -128,6 +125,8 @@ class StrictSerializer(serializers.Serializer):
     """An input serializer that refuses fields it does not know (mass assignment of
     `status`, `merchant`, … is an error, not silently ignored)."""
 
+    merchant_objects: dict[str, Model]
+
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
             raise serializers.ValidationError(
@@ -138,4 +137,31 @@ class StrictSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {unknown[0]: ["unknown parameter"]}, code="parameter_unknown"
             )
+        self.merchant_objects = self._merchant_objects_named(data)
         return super().to_internal_value(data)
+
+    def _merchant_objects_named(self, data: dict[str, Any]) -> dict[str, Model]:
+        """The caller's objects the body's `MerchantObjectField`s name, by field: one
+        written-out query per kind of object, so a transfer's two accounts cost one round
+        trip (docs/benchmarks.md). A field whose object is missing is left out; the field
+        refuses it, in its turn."""
+        named: dict[tuple[type[Model], tuple[tuple[str, Any], ...]], dict[str, str]] = {}
+        for name, field in self.fields.items():
+            value = data.get(name)
+            if (
+                isinstance(field, MerchantObjectField)
+                and isinstance(value, str)
+                and _PUBLIC_ID.fullmatch(value)
+            ):
+                named.setdefault((field.model, tuple(field.only.items())), {})[name] = value
+        found: dict[str, Model] = {}
+        for (model, only), ids in named.items():
+            objects = select_many(
+                model,
+                "public_id",
+                list(ids.values()),
+                merchant_id=self.context["request"].user.merchant.pk,
+                **dict(only),
+            )
+            found.update({name: objects[key] for name, key in ids.items() if key in objects})
+        return found

@@ -9,6 +9,7 @@ from core.db import (
     insert_rows,
     insert_rows_together,
     instance_from_row,
+    select_many,
     select_one,
     update_rows,
 )
@@ -114,3 +115,19 @@ def test_rows_of_several_models_are_inserted_in_one_statement(
     assert Event.objects.get(pk=event.pk).merchant_id == merchant.pk
     actions = AuditLog.objects.filter(pk__in=[rows[0].pk, rows[2].pk]).order_by("pk")
     assert [row.action for row in actions] == ["a.one", "a.two"]  # in the given order
+
+
+def test_select_many_finds_several_keys_in_one_query(
+    django_assert_num_queries: pytest.FixtureRequest,
+) -> None:
+    first = AccountFactory.create()
+    second = AccountFactory.create(merchant=first.merchant)
+    other = AccountFactory.create()  # another merchant's
+    wanted = [first.public_id, second.public_id, first.public_id, other.public_id, "acct_none"]
+    with django_assert_num_queries(1):  # type: ignore[operator]
+        found = select_many(Account, "public_id", wanted, merchant_id=first.merchant_id)
+    assert {key: account.pk for key, account in found.items()} == {
+        first.public_id: first.pk,
+        second.public_id: second.pk,
+    }
+    assert found[first.public_id].balance == first.balance
