@@ -1,13 +1,11 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path
 
 from core import health
-from core.api.errors import no_such_route
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
-    re_path(r"^api/", no_such_route),  # after every API route: JSON, whatever DEBUG says
     # Probes and metrics: no authentication; keep /metrics off the public internet.
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),

@@ -122,20 +122,13 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
-def no_such_route(request: HttpRequest) -> JsonResponse:
-    """The answer to a path under /api/ that no route takes (a malformed id, say). Routed
-    as the last /api/ pattern, so that it is JSON even with DEBUG on, where Django would
-    otherwise answer with its HTML debug page instead of calling handler404."""
-    return JsonResponse(error_body("not_found", "resource_missing", "No such route."), status=404)
-
-
 def not_found_view(request: HttpRequest, exception: Exception) -> JsonResponse:
     """handler404: JSON under /api/, Django's page elsewhere."""
     if not _is_api(request):
         from django.views.defaults import page_not_found
 
         return page_not_found(request, exception)  # type: ignore[return-value]
-    return no_such_route(request)
+    return JsonResponse(error_body("not_found", "resource_missing", "No such route."), status=404)
 
 
 def server_error_view(request: HttpRequest) -> JsonResponse:

@@ -717,13 +717,6 @@ def test_an_unknown_route_is_a_json_404(path, api, anonymous_api):
     assert_error(anonymous_api.get(path), 404, "not_found")
 
 
-@pytest.mark.parametrize("path", ["/api/v1/accounts/acct%00x/balance", "/api/v1/nope"])
-def test_an_unknown_route_is_a_json_404_with_debug_on(path, api, settings):
-    # The demo runs with DEBUG on, where Django answers a 404 with its HTML page.
-    settings.DEBUG = True
-    assert_error(api.get(path), 404, "not_found")
-
-
 @pytest.mark.parametrize(
     ("method", "path"),
     [
