@@ -32,6 +32,8 @@ _LOCKED_COLUMNS = ("id", *_LOCKED_FIELDS)
 def accounts_lock(account_ids: Iterable[int]) -> dict[int, Account]:
     """Lock the accounts in pk order and return them, fresh from the database, by pk."""
     ids = sorted(set(account_ids))
+    if not ids:
+        return {}
     # Every posting runs this query, so it is written out (docs/benchmarks.md). ORDER BY
     # makes PostgreSQL take the row locks in pk order; the demo's SQLite has no row locks.
     lock = " FOR NO KEY UPDATE" if connection.vendor == "postgresql" else ""

@@ -122,7 +122,8 @@ def insert_rows(rows: Sequence[M], *, ignore_conflicts: bool = False) -> bool:
     `bulk_create`, for the money path, where building the query with the ORM costs more
     than PostgreSQL spends running it (docs/benchmarks.md). Like `bulk_create`, it sends no
     signals; unlike it, it does not split the rows into batches: it is for the few rows of
-    one operation (a statement takes at most 65,535 parameters).
+    one operation (a statement takes at most 65,535 parameters). An `auto_now_add` time
+    already set on a row is kept.
 
     With `ignore_conflicts`, rows that would break a unique constraint are skipped
     (`ON CONFLICT DO NOTHING`); then the result says whether every row was inserted, and
@@ -171,8 +172,17 @@ def insert_rows_together(rows: Sequence[Model]) -> None:
 def _insert_params(fields: Sequence[Field[Any, Any]], rows: Sequence[Model]) -> list[Any]:
     db = _database()
     return [
-        field.get_db_prep_save(field.pre_save(row, True), db) for row in rows for field in fields
+        field.get_db_prep_save(_value_to_insert(field, row), db) for row in rows for field in fields
     ]
+
+
+def _value_to_insert(field: Field[Any, Any], row: Model) -> Any:
+    """The field's value as `save()` would insert it, but an `auto_now_add` time the caller
+    set already is kept: a payload built before the insert (an event's) shows the stored
+    time."""
+    if getattr(field, "auto_now_add", False) and getattr(row, field.attname) is not None:
+        return getattr(row, field.attname)
+    return field.pre_save(row, True)
 
 
 def _mark_saved(rows: Sequence[Model], pks: Sequence[Any]) -> None:
@@ -216,7 +226,7 @@ def _db_values(model: type[Model], values: dict[str, Any]) -> list[Any]:
 
 def select_one(model: type[M], **equal: Any) -> M | None:
     """The instance whose fields (by name or attname, e.g. `merchant_id`) equal these
-    values, or None; for lookups by a unique key, where building the query with the ORM
+    non-null values, or None; for lookups by a unique key, where building the query with the ORM
     would cost more than running it."""
     sql, columns = _select_sql(model, tuple(equal))
     row = fetch_one(sql, _db_values(model, equal))
@@ -227,6 +237,8 @@ def select_many(model: type[M], key: str, values: Sequence[Any], **equal: Any) -
     """The instances whose `key` (a unique field) is one of `values` and whose other
     fields equal `equal`, by their `key`: `select_one` for several keys in one query."""
     unique = list(dict.fromkeys(values))
+    if not unique:
+        return {}
     sql, columns = _select_sql(model, tuple(equal), key, len(unique))
     field = model._meta.get_field(key)
     db = _database()

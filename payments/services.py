@@ -13,6 +13,7 @@ from decimal import (
 
 from django.db import transaction
 from django.db.models import Model
+from django.utils import timezone
 
 from accounts.models import Account, AccountKind, Merchant, SystemPurpose
 from accounts.system import system_account_get
@@ -138,7 +139,9 @@ def _transfer_legs(transfer: Transfer) -> list[Leg]:
 
 def _transfer_rows(transfer: Transfer) -> list[Model]:
     """The transfer in its final state, its event and its audit row, unsaved, to insert
-    together."""
+    together. The transfer's time is stamped first, so that its event and audit row carry
+    the time it is stored with."""
+    transfer.created_at = timezone.now()
     data = transfer_data(transfer)
     return [
         transfer,

@@ -2,6 +2,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework import exceptions, viewsets
+from rest_framework.request import Request
 
 from accounts.models import Merchant
 from core.api.authentication import ApiKeyPrincipal
@@ -17,6 +18,20 @@ class MerchantScopedViewSet(viewsets.GenericViewSet):
     # never reaches PostgreSQL, which would refuse it with an error of its own (a 500).
     lookup_value_regex = "[0-9A-Za-z_]{1,64}"
     merchant_field = "merchant"
+
+    _throttles_checked = False
+
+    def check_permissions(self, request: Request) -> None:
+        # The rate limit first: a refused request (a read-only key writing, which is
+        # audited) counts against the key's rate like any other, so it cannot fill the
+        # append-only audit log faster than the key may make requests.
+        self.check_throttles(request)
+        super().check_permissions(request)
+
+    def check_throttles(self, request: Request) -> None:
+        if not self._throttles_checked:  # DRF's initial() calls it again after permissions
+            self._throttles_checked = True
+            super().check_throttles(request)
 
     @property
     def merchant(self) -> Merchant:

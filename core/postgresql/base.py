@@ -26,8 +26,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return False
         if connection.info.transaction_status in _BROKEN:
             return False
+        # poll(), not select(): select() cannot watch a descriptor above 1023.
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([connection.fileno()], [], [], 0)
+            poller.register(connection.fileno(), select.POLLIN)
+            return not poller.poll(0)
         except (OSError, ValueError):
             return False
-        return not readable

@@ -117,6 +117,19 @@ def test_over_the_limit_is_a_429_with_retry_after(
 
 
 @override_settings(API_RATE_LIMIT="3/minute")
+def test_refused_writes_count_against_the_rate_limit(
+    cache_backend: str, frozen_clock: list[float], read_only_api: ApiClient
+) -> None:
+    # A read-only key's refused write is audited; the rate limit bounds how fast a leaked
+    # key can add such rows to the append-only log.
+    for _ in range(3):
+        assert_error(read_only_api.post("customers", {"name": "x"}), 403, "permission_error")
+    assert_error(read_only_api.post("customers", {"name": "x"}), 429, "rate_limit_error")
+    assert_error(read_only_api.get("customers"), 429, "rate_limit_error")
+    assert AuditLog.objects.filter(action="api_key.write_denied").count() == 3
+
+
+@override_settings(API_RATE_LIMIT="3/minute")
 def test_the_counter_lives_in_the_configured_cache(
     cache_backend: str, frozen_clock: list[float], api: ApiClient
 ) -> None:

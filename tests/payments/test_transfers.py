@@ -1,7 +1,9 @@
+import json
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
 import pytest
+from django.core.serializers.json import DjangoJSONEncoder
 
 from accounts.models import SystemPurpose
 from accounts.services import account_freeze
@@ -11,6 +13,7 @@ from core.amounts import MAX_AMOUNT
 from core.exceptions import ValidationError
 from ledger.models import LedgerEntry, LedgerTransaction
 from payments.models import Transfer, TransferStatus
+from payments.representations import transfer_data
 from payments.services import fx_convert, transfer_create
 from tests.bad_inputs import BAD_METADATA, bad_text
 from tests.factories import AccountFactory, MerchantFactory
@@ -69,6 +72,25 @@ def test_declined_transfer_is_stored_failed_and_moves_nothing(merchant):
     assert AuditLog.objects.filter(action="transfer.failed", object_id=transfer.public_id).exists()
     assert Event.objects.filter(type="transfer.failed", object_id=transfer.public_id).exists()
     assert invariant_violations() == {}
+
+
+@pytest.mark.parametrize(("balance", "status"), [(1_000, "succeeded"), (10, "failed")])
+def test_the_event_and_audit_row_show_the_transfer_as_stored(merchant, balance, status):
+    # They are built before the transfer is inserted (one statement with it): its time
+    # must be the stored one, not empty (or a rolled-back attempt's, for a decline).
+    source = AccountFactory.create(merchant=merchant, balance=balance)
+    destination = AccountFactory.create(merchant=merchant)
+
+    transfer = transfer_create(merchant=merchant, source=source, destination=destination, amount=50)
+
+    stored = Transfer.objects.get(pk=transfer.pk)
+    assert stored.status == status
+    event = Event.objects.get(type=f"transfer.{status}", object_id=transfer.public_id)
+    audit = AuditLog.objects.get(action=f"transfer.{status}", object_id=transfer.public_id)
+    expected = transfer_data(stored)
+    assert expected["created"] is not None
+    assert event.data["object"] == json.loads(json.dumps(expected, cls=DjangoJSONEncoder))
+    assert audit.new_values["created"] == event.data["object"]["created"]
 
 
 def test_transfer_spends_the_whole_balance_but_not_more(merchant):
