@@ -48,6 +48,12 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+if DEBUG:
+    # The API's 404s in JSON even where Django would show its debug page (the demo).
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("audit.middleware.RequestIdMiddleware") + 1,
+        "core.api.errors.DebugApiNotFoundMiddleware",
+    )
 
 ROOT_URLCONF = "config.urls"
 

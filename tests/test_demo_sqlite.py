@@ -39,12 +39,14 @@ declined = client.post("/api/v1/transfers", {**body, "amount": 10**12},
                        content_type="application/json")
 after = client.get(path).json()
 missing = client.get("/api/v1/accounts/acct_missing/balance")
+malformed = client.get("/api/v1/accounts/acct%00x/balance")  # a path no route takes
 call_command("reconcile_ledger")
 print(json.dumps({
     "before": before, "after": after,
     "first": [first.status_code, first.content.decode()],
     "again": [again.status_code, again.content.decode(), again.get("Idempotent-Replayed")],
     "declined": declined.status_code, "missing": missing.status_code,
+    "malformed": [malformed.status_code, malformed["Content-Type"]],
 }))
 """
 
@@ -68,6 +70,7 @@ def test_the_demo_api_moves_money_on_sqlite(tmp_path: Path) -> None:
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
         "CELERY_TASK_ALWAYS_EAGER": "true",
+        "DEBUG": "true",  # as bin/demo runs
         "LOG_FORMAT": "text",
     }
     env.pop("REDIS_URL", None)
@@ -79,4 +82,5 @@ def test_the_demo_api_moves_money_on_sqlite(tmp_path: Path) -> None:
     assert outcome["again"] == [*outcome["first"], "true"]
     assert outcome["declined"] == 402
     assert outcome["missing"] == 404
+    assert outcome["malformed"] == [404, "application/json"]  # the demo runs with DEBUG on
     assert outcome["after"]["balance"] == outcome["before"]["balance"] - 5

@@ -2,11 +2,12 @@
 `{"error": {"type", "code", "message", "param"}}`, from this one handler."""
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -140,3 +141,22 @@ def server_error_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         error_body("api_error", "internal_error", "Something went wrong on our side."), status=500
     )
+
+
+class DebugApiNotFoundMiddleware:
+    """With DEBUG on (the demo), Django answers a path that no route takes (a malformed
+    id, say) with its HTML debug page instead of calling handler404; under /api/ this
+    answers with the JSON 404 that production gives. Installed only when DEBUG is on."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and _is_api(request)
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            return not_found_view(request, Http404())
+        return response
