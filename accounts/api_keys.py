@@ -79,6 +79,18 @@ def api_key_revoke(*, api_key: ApiKey, reason: str = "") -> ApiKey:
     return api_key
 
 
+def api_key_write_refused(*, api_key: ApiKey, method: str, path: str) -> None:
+    """Record that a read-only key tried to write (RELIABILITY B10), in its own statement:
+    the request changes nothing else."""
+    audit_log_record(
+        action="api_key.write_denied",
+        object_type="api_key",
+        object_id=api_key.prefix,
+        new_values={"method": method, "path": path},
+        reason="a read-only API key tried to write",
+    )
+
+
 # Every API request runs this query, so it is written out: the ORM would spend more time
 # building it than PostgreSQL spends answering it (docs/benchmarks.md).
 _KEY_FIELDS = ("id", "merchant_id", "prefix", "read_only", "last_used_at")

@@ -25,8 +25,10 @@ M = TypeVar("M", bound=Model)
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
-def _is_retryable(error: OperationalError) -> bool:
-    return isinstance(error.__cause__, _RETRYABLE)
+def is_lock_conflict(error: BaseException) -> bool:
+    """PostgreSQL aborted the transaction with 40P01 (deadlock) or 40001 (serialization
+    failure): running it again may succeed."""
+    return isinstance(error, OperationalError) and isinstance(error.__cause__, _RETRYABLE)
 
 
 def retry_on_conflict(func: Callable[P, R]) -> Callable[P, R]:
@@ -44,7 +46,7 @@ def retry_on_conflict(func: Callable[P, R]) -> Callable[P, R]:
             try:
                 return func(*args, **kwargs)
             except OperationalError as error:
-                if connection.in_atomic_block or not _is_retryable(error) or attempt == attempts:
+                if connection.in_atomic_block or not is_lock_conflict(error) or attempt == attempts:
                     raise
                 logger.warning("retrying %r after %s (attempt %d)", func, error, attempt)
                 time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311 - jitter, not crypto

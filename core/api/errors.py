@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -80,6 +80,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         # DRF 3.18 reads JSON bodies through `request.body`, where Django refuses one past
         # DATA_UPLOAD_MAX_MEMORY_SIZE before LimitedJSONParser sees it: that too is a 413.
         exc = RequestTooLarge()
+    if isinstance(exc, SuspiciousOperation):
+        # Django refusing the request itself: more than DATA_UPLOAD_MAX_NUMBER_FIELDS query
+        # or form parameters, say.
+        return Response(
+            error_body("invalid_request_error", "request_malformed", "The request is malformed."),
+            status=400,
+        )
     if isinstance(exc, exceptions.ValidationError):
         param, code, message = _first_validation_error(exc.detail)
         return Response(error_body("invalid_request_error", code, message, param), status=400)

@@ -17,7 +17,7 @@ from core.validation import validate_metadata, validate_text
 # Text fields declared without a max_length still have one.
 API_TEXT_MAX_LENGTH = 10_000
 # The shape of a public id (`acct_` + base62, core.ids); anything else names no object.
-_PUBLIC_ID = re.compile(r"[0-9A-Za-z_]{1,64}")
+PUBLIC_ID = re.compile(r"[0-9A-Za-z_]{1,64}")
 
 
 def _field_error(check: Callable[..., Any], value: Any, **kwargs: Any) -> Any:
@@ -106,7 +106,7 @@ class MerchantObjectField(serializers.SlugRelatedField):
     def to_internal_value(self, data: Any) -> Model:
         if not isinstance(data, str):
             raise serializers.ValidationError("must be an id string", code="invalid")
-        if not _PUBLIC_ID.fullmatch(data):  # e.g. a NUL or a lone surrogate: no such object
+        if not PUBLIC_ID.fullmatch(data):  # e.g. a NUL or a lone surrogate: no such object
             raise NotFound("No such object.", code="resource_missing", param=self.field_name)
         parent = self.parent
         assert isinstance(parent, StrictSerializer)  # noqa: S101 - see the docstring
@@ -151,7 +151,7 @@ class StrictSerializer(serializers.Serializer):
             if (
                 isinstance(field, MerchantObjectField)
                 and isinstance(value, str)
-                and _PUBLIC_ID.fullmatch(value)
+                and PUBLIC_ID.fullmatch(value)
             ):
                 named.setdefault((field.model, tuple(field.only.items())), {})[name] = value
         found: dict[str, Model] = {}

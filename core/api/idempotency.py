@@ -34,21 +34,20 @@ from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import transaction
 from django.http import HttpResponse, HttpResponseBase, QueryDict
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
-from psycopg import errors as pg_errors
-from rest_framework import exceptions, status
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.models import Merchant
-from core.api.authentication import ApiKeyPrincipal
 from core.api.errors import ApiError
-from core.db import insert_rows, retry_on_conflict, update_rows
+from core.api.views import MerchantScopedViewSet
+from core.db import insert_rows, is_lock_conflict, retry_on_conflict, update_rows
 from core.models import IdempotencyKey, IdempotencyKeyState
 
 logger = logging.getLogger(__name__)
@@ -253,12 +252,6 @@ def _stores(response: HttpResponseBase) -> bool:
     return code < 400 or code == status.HTTP_402_PAYMENT_REQUIRED
 
 
-def _is_lock_conflict(error: BaseException) -> bool:
-    return isinstance(error, OperationalError) and isinstance(
-        error.__cause__, pg_errors.DeadlockDetected | pg_errors.SerializationFailure
-    )
-
-
 def _render(view: APIView, request: Request, response: HttpResponseBase) -> bytes:
     """The exact bytes the client will receive (DRF renders the same way, later)."""
     if isinstance(response, Response) and not response.is_rendered:
@@ -293,7 +286,7 @@ def _work_and_complete(
             try:
                 response = run()
             except Exception as error:
-                if _is_lock_conflict(error):
+                if is_lock_conflict(error):
                     raise  # the whole phase is retried below
                 response = view.handle_exception(error)
             if transaction.get_rollback():
@@ -328,13 +321,6 @@ def _work_and_complete(
         raise
 
 
-def _merchant_of(request: Request) -> Merchant:
-    principal = request.user
-    if not isinstance(principal, ApiKeyPrincipal):  # HasApiKey has refused already
-        raise exceptions.NotAuthenticated()
-    return principal.merchant
-
-
 V = TypeVar("V", bound=Callable[..., Any])
 
 
@@ -362,10 +348,13 @@ def _document(view_method: Any) -> None:
 
 
 def idempotent(view_method: V) -> V:
-    """Make a POST view method honour `Idempotency-Key` (see the module docstring)."""
+    """Make a POST view method of a MerchantScopedViewSet honour `Idempotency-Key` (see the
+    module docstring)."""
 
     @functools.wraps(view_method)
-    def wrapper(view: APIView, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    def wrapper(
+        view: MerchantScopedViewSet, request: Request, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
         key = idempotency_key_from(request)
         if key is None:
             return cast(HttpResponseBase, view_method(view, request, *args, **kwargs))
@@ -373,7 +362,7 @@ def idempotent(view_method: V) -> V:
         # Parsing the body here: a malformed body is a 400 before any key is claimed.
         fingerprint = request_fingerprint(method, path, request.data)
         claim = idempotency_key_claim(
-            merchant=_merchant_of(request),
+            merchant=view.merchant,
             key=key,
             fingerprint=fingerprint,
             method=method,

@@ -1,11 +1,13 @@
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db.models import QuerySet
-from rest_framework import exceptions, viewsets
+from rest_framework import exceptions, permissions, viewsets
 from rest_framework.request import Request
 
+from accounts.api_keys import api_key_write_refused
 from accounts.models import Merchant
 from core.api.authentication import ApiKeyPrincipal
+from core.api.fields import PUBLIC_ID
 
 
 class MerchantScopedViewSet(viewsets.GenericViewSet):
@@ -16,7 +18,7 @@ class MerchantScopedViewSet(viewsets.GenericViewSet):
     lookup_url_kwarg = "id"
     # Public ids are `prefix_` + base62: anything else (a NUL byte, say) is no route, and
     # never reaches PostgreSQL, which would refuse it with an error of its own (a 500).
-    lookup_value_regex = "[0-9A-Za-z_]{1,64}"
+    lookup_value_regex = PUBLIC_ID.pattern
     merchant_field = "merchant"
 
     _throttles_checked = False
@@ -32,6 +34,20 @@ class MerchantScopedViewSet(viewsets.GenericViewSet):
         if not self._throttles_checked:  # DRF's initial() calls it again after permissions
             self._throttles_checked = True
             super().check_throttles(request)
+
+    def permission_denied(
+        self, request: Request, message: str | None = None, code: str | None = None
+    ) -> NoReturn:
+        principal = request.user
+        # DRF's OPTIONS answer probes the permissions with a copy of the request made a
+        # POST (`request._request` is still the OPTIONS): only a real write is audited.
+        is_write = request.method not in permissions.SAFE_METHODS
+        is_probe = request._request.method != request.method
+        if isinstance(principal, ApiKeyPrincipal) and is_write and not is_probe:
+            api_key_write_refused(
+                api_key=principal.api_key, method=request.method, path=request.path
+            )
+        super().permission_denied(request, message=message, code=code)
 
     @property
     def merchant(self) -> Merchant:

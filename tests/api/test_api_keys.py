@@ -326,3 +326,11 @@ def test_a_declined_transfer_is_audited_with_the_key(api, api_key, funded_accoun
         api_key[0].prefix,
         "req-declined",
     )
+
+
+def test_options_with_a_read_only_key_audits_nothing(read_only_api):
+    # DRF answers OPTIONS by probing the permissions as if the request were a POST: that
+    # probe is not an attempt to write.
+    response = read_only_api.request("OPTIONS", "customers")
+    assert response.status_code == 200
+    assert not AuditLog.objects.filter(action="api_key.write_denied").exists()

@@ -701,6 +701,14 @@ def test_a_bad_as_of_is_400(as_of, api, accounts):
 # Routes and methods ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("caller", ["api", "anonymous_api"])
+def test_too_many_query_parameters_is_a_400_not_a_500(caller, request):
+    # Django refuses more than DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) before any view code.
+    params = {f"x{index}": "1" for index in range(1_001)}
+    response = request.getfixturevalue(caller).get("customers", params)
+    assert_error(response, 400, "invalid_request_error", code="request_malformed")
+
+
 @pytest.mark.parametrize(
     "path",
     [
