@@ -19,7 +19,9 @@ connection after the response, so they belong behind a buffering proxy or load b
 - GUNICORN_MAX_REQUESTS (default 0, off): recycle a worker after this many requests (with
   10 % jitter), to bound a slow leak. A worker boot costs seconds of CPU, so keep it large.
 - LOG_FORMAT: json (default) writes gunicorn's own and access log lines as JSON objects,
-  like Django's (config.settings.LOGGING); text for humans.
+  like Django's (config.settings.LOGGING); text for humans. GUNICORN_LOG_LEVEL (info):
+  the level of gunicorn's own lines.
+- FORWARDED_ALLOW_IPS (127.0.0.1,::1): the proxies whose X-Forwarded-* headers are trusted.
 - PROMETHEUS_MULTIPROC_DIR: where the workers share their Prometheus metrics, so that
   /metrics reports all of them; a fresh temporary directory when unset.
 """
@@ -120,7 +122,12 @@ else:
         },
         "root": {"level": "INFO", "handlers": ["console"]},
         "loggers": {
-            "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
+            # GUNICORN_LOG_LEVEL for gunicorn's own lines, as in text mode.
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["console"],
+                "propagate": False,
+            },
             "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
         },
     }

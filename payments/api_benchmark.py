@@ -52,13 +52,10 @@ from accounts.models import Account, Merchant
 from accounts.services import merchant_create
 from ledger.models import LedgerTransaction, LedgerTransactionKind
 from ledger.services import adjustment_post
-from payments.benchmark import invariant_breaks
+from payments.benchmark import CURRENCY, FUNDING, MAX_AMOUNT, MIN_AMOUNT, invariant_breaks
 from payments.models import Transfer, TransferStatus
 
-CURRENCY = "USD"
-# Each bench account starts with 10^12 minor units: transfers of 1–100 never run one dry.
-FUNDING = 10**12
-MIN_AMOUNT, MAX_AMOUNT = 1, 100
+# The workload is bench_transfers': USD accounts funded with 10^12, transfers of 1–100.
 
 TRANSFERS, BALANCES = "transfers", "balances"
 ENDPOINTS = {
@@ -178,7 +175,7 @@ class RawHttpConnection:
     """One HTTP/1.1 keep-alive connection that writes each request as prepared bytes and
     reads the response by its Content-Length (or its chunks, or to the end of the
     connection). A load generator whose own CPU is small next to the server's: httpx
-    costs about 2 ms of CPU a request on the 2-core machine, this about 0.1 ms (see
+    costs about 3 ms of CPU a request on the 2-core machine, this about 0.4 ms (see
     docs/benchmarks.md). It reconnects after `Connection: close` (gunicorn's sync
     workers) or a connection the server closed while it was idle."""
 
@@ -757,8 +754,7 @@ def run_load(
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """How to start gunicorn. None means: from gunicorn.conf.py when the repository has
-    one, else 2 gthread workers × 2 threads (RELIABILITY.md §7.0's harness)."""
+    """How to start gunicorn. None means: as gunicorn.conf.py says."""
 
     workers: int | None = None
     threads: int | None = None
@@ -834,12 +830,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _gunicorn_knows(setting: str) -> bool:
-    from gunicorn.config import KNOWN_SETTINGS
-
-    return any(known.name == setting for known in KNOWN_SETTINGS)
-
-
 def gunicorn_command(options: ServerOptions, port: int) -> tuple[list[str], str]:
     """The command line, and where its settings come from."""
     command = [
@@ -857,27 +847,18 @@ def gunicorn_command(options: ServerOptions, port: int) -> tuple[list[str], str]
         if threads not in (None, 1):
             raise BenchError("sync workers have one thread each: drop --threads or use gthread")
         threads = 1  # else gunicorn turns sync into gthread when the config sets threads > 1
-    config = Path(settings.BASE_DIR) / "gunicorn.conf.py"
-    if config.exists():
-        command += ["--config", str(config)]
-        overridden = (options.workers, options.threads, options.worker_class) != (None,) * 3
-        source = "gunicorn.conf.py" + (" and the command line" if overridden else "")
-    else:
-        # gunicorn would otherwise read ./gunicorn.conf.py; there is none, so these rule.
-        worker_class = worker_class or "gthread"
-        workers = workers or 2
-        threads = threads or (1 if worker_class == "sync" else 2)
-        source = "the bench's defaults"
+    command += ["--config", str(Path(settings.BASE_DIR) / "gunicorn.conf.py")]
+    overridden = (options.workers, options.threads, options.worker_class) != (None,) * 3
+    source = "gunicorn.conf.py" + (" and the command line" if overridden else "")
     if workers is not None:
         command += ["--workers", str(workers)]
     if threads is not None:
         command += ["--threads", str(threads)]
     if worker_class is not None:
         command += ["--worker-class", worker_class]
-    if _gunicorn_knows("control_socket_disable"):
-        # gunicorn ≥ 24 opens a control socket at one fixed path per user by default;
-        # a second server (a colleague's, another bench) must not fight over it.
-        command.append("--no-control-socket")
+    # gunicorn opens a control socket at one fixed path per user by default; a second
+    # server (a colleague's, another bench) must not fight over it.
+    command.append("--no-control-socket")
     return command, source
 
 
@@ -928,7 +909,6 @@ def server_env(options: ServerOptions) -> dict[str, str]:
             "API_KEY_HASH_SECRET": settings.API_KEY_HASH_SECRET,
             "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "SECURE_SSL_REDIRECT": "false",
         }
     )
     env.update(dict(options.extra_env))
