@@ -36,6 +36,9 @@ class ErrorDetail(serializers.Serializer):
     param = serializers.CharField(
         allow_null=True, help_text="The request parameter at fault, e.g. `amount`, or null."
     )
+    transfer = serializers.CharField(
+        required=False, help_text="On a declined transfer (402): the id of the failed transfer."
+    )
 
 
 class Error(serializers.Serializer):
@@ -117,14 +120,28 @@ class MonetaAutoSchema(AutoSchema):
             if not response.get("description"):
                 response["description"] = self._error_description(status, operation)
             response["content"] = {"application/json": {"schema": error}}
-        if "429" in responses:
-            responses["429"]["headers"] = {
-                "Retry-After": {
+        idempotent = any(
+            parameter.get("name") == IDEMPOTENCY_HEADER
+            for parameter in operation.get("parameters", [])
+        )
+        for status, response in responses.items():
+            headers = response.setdefault("headers", {})
+            headers["X-Request-Id"] = {
+                "schema": {"type": "string"},
+                "description": "This request's id (the client's, when it sent a usable one).",
+            }
+            if status == "429":
+                headers["Retry-After"] = {
                     "schema": {"type": "integer", "minimum": 1},
                     "description": "Seconds to wait before retrying.",
                     "required": True,
                 }
-            }
+            if idempotent:
+                headers["Idempotent-Replayed"] = {
+                    "schema": {"type": "string", "enum": ["true"]},
+                    "description": "Present when this is the stored response to an earlier "
+                    "request with the same `Idempotency-Key`.",
+                }
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 
