@@ -7,8 +7,13 @@ and still tells an attacker who steals the table nothing.
 
 import hashlib
 import hmac
+import logging
 import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -16,7 +21,10 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Merchant
 from audit.services import audit_log_record
+from core.cache import default_redis
 from core.db import fetch_one, instance_from_row
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "mk_live_"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -104,18 +112,117 @@ _LIVE_KEY_SQL = (
 )
 
 
-def api_key_authenticate(secret: str) -> ApiKey | None:
+@dataclass(frozen=True)
+class _CachedKey:
+    api_key: ApiKey
+    generation: bytes  # of API keys, when it was read
+    read_at: float  # time.monotonic()
+
+
+# This process's live keys by secret hash (ADR 0008). Their ApiKey and Merchant instances
+# are shared by the requests that use them: read them, never change them.
+_cache: dict[str, _CachedKey] = {}
+_CACHE_MAX_KEYS = 10_000
+# A backstop for a change whose new generation never reached Redis (logged as an error).
+_CACHE_MAX_AGE = 60.0
+# The cache entry that changes whenever any API key or merchant changes.
+API_KEYS_GENERATION = "api_keys:generation"
+
+
+def api_key_authenticate(
+    secret: str, *, read_generation: Callable[[ApiKey, str], Any] | None = None
+) -> ApiKey | None:
     """The live key with this secret, with its merchant, or None; notes when it was last
-    used."""
+    used.
+
+    With `read_generation(api_key, name)`, which returns the cache entry `name` (in the
+    caller's own Redis round trip), a key this process has read before is answered from
+    memory when no key or merchant has changed since; a change anywhere empties the
+    process's cache. Without it, or without Redis, every call reads the database."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > 100:
         return None
-    row = fetch_one(_LIVE_KEY_SQL, [_hash(secret)])
+    hashed = _hash(secret)
+    if read_generation is None:
+        return _used_or_none(_live_key(hashed))
+    cached = _cache.get(hashed)
+    if cached is not None and time.monotonic() - cached.read_at < _CACHE_MAX_AGE:
+        try:
+            if read_generation(cached.api_key, API_KEYS_GENERATION) == cached.generation:
+                return _used(cached.api_key)
+        except Exception:
+            logger.warning("API key cache not checked: the cache is unavailable", exc_info=True)
+            _cache.clear()
+            return _used_or_none(_live_key(hashed))
+        _cache.clear()
+    # The generation before the row: a change committed in between makes it stale at once.
+    generation = _current_generation()
+    api_key = _live_key(hashed)
+    if api_key is not None and generation is not None:
+        if len(_cache) >= _CACHE_MAX_KEYS:
+            _cache.clear()
+        _cache[hashed] = _CachedKey(api_key, generation, time.monotonic())
+    return _used_or_none(api_key)
+
+
+def _live_key(hashed: str) -> ApiKey | None:
+    row = fetch_one(_LIVE_KEY_SQL, [hashed])
     if row is None:
         return None
     api_key = instance_from_row(ApiKey, _KEY_FIELDS, row[: len(_KEY_FIELDS)])
     api_key.merchant = instance_from_row(Merchant, _MERCHANT_FIELDS, row[len(_KEY_FIELDS) :])
+    return api_key
+
+
+def _used(api_key: ApiKey) -> ApiKey:
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key
+
+
+def _used_or_none(api_key: ApiKey | None) -> ApiKey | None:
+    return None if api_key is None else _used(api_key)
+
+
+def _current_generation() -> bytes | None:
+    """The generation of API keys (made when Redis has none), or None without Redis."""
+    redis = default_redis()
+    if redis is None:
+        return None
+    client, backend = redis
+    name = backend.make_and_validate_key(API_KEYS_GENERATION)
+    pipeline = client.pipeline(transaction=False)
+    pipeline.set(name, secrets.token_hex(8), nx=True)
+    pipeline.get(name)
+    try:
+        return pipeline.execute()[1]
+    except Exception:
+        logger.warning("API key not cached: the cache is unavailable", exc_info=True)
+        return None
+
+
+def api_keys_changed(**kwargs: Any) -> None:
+    """A key or merchant changed (the post_save and post_delete receiver of both): every
+    process's cached keys are stale. A new generation now, and again once the change
+    commits, as a request in between may have cached the row as it was."""
+    if kwargs.get("created"):
+        return  # a new row: no process can have cached it
+    _new_generation()
+    transaction.on_commit(_new_generation)
+
+
+def _new_generation() -> None:
+    redis = default_redis()
+    if redis is None:
+        return
+    client, backend = redis
+    try:
+        client.set(backend.make_and_validate_key(API_KEYS_GENERATION), secrets.token_hex(8))
+    except Exception:
+        logger.error(
+            "API key change not announced: the cache is unavailable; workers that cached a "
+            "changed key use it for up to %d s",
+            _CACHE_MAX_AGE,
+            exc_info=True,
+        )

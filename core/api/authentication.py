@@ -1,5 +1,6 @@
 """`Authorization: Bearer <api key>`: the caller is a merchant's API key."""
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,8 @@ from accounts.api_keys import api_key_authenticate
 from accounts.models import ApiKey, Merchant
 from audit import context
 from audit.context import ActorType
+from core.api.throttling import ApiKeyRateThrottle
+from core.cache import default_redis
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, secret = header.partition(" ")
         if scheme != self.keyword or not secret.strip():
             raise exceptions.AuthenticationFailed("Use `Authorization: Bearer <api key>`.")
-        api_key = api_key_authenticate(secret.strip())
+        # Checking the key cache's generation takes the rate limit's round trip to Redis.
+        read_generation = (
+            functools.partial(ApiKeyRateThrottle.count_and_read, request)
+            if default_redis() is not None
+            else None
+        )
+        api_key = api_key_authenticate(secret.strip(), read_generation=read_generation)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         context.rebind(actor_type=ActorType.API_KEY, actor=api_key.prefix)

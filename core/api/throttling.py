@@ -2,9 +2,11 @@
 
 A fixed window per key: one counter per key and window in the default cache. With Redis
 that is one round trip per request (`SET NX EX` then `INCR`, pipelined; Django's own
-`cache.incr` would cost two); with the demo's per-process local memory cache, `cache.add`
-and `cache.incr`. O(1) per request either way, unlike DRF's `SimpleRateThrottle`, which
-keeps and rewrites a list of every request's time.
+`cache.incr` would cost two), which the authentication takes for the throttle when it
+also needs the API key cache's generation (`count_and_read`); with the demo's
+per-process local memory cache, `cache.add` and `cache.incr`. O(1) per request either
+way, unlike DRF's `SimpleRateThrottle`, which keeps and rewrites a list of every request's
+time.
 
 The rate is the setting `API_RATE_LIMIT`, `N/second`, `N/minute`, `N/hour` or `N/day` (as
 in DRF, only the period's first letter counts); empty, `off` or `none` switches limiting
@@ -15,16 +17,18 @@ import functools
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey
+from core.cache import default_redis
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +58,38 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
     return requests, seconds
 
 
-@functools.lru_cache(maxsize=16)
-def _redis_client(cache_client: Any) -> Any:
-    """A Redis client on the cache's connection pool, made once: Django's cache builds a
-    new one for every call, which costs more than the round trip."""
-    return cache_client.get_client(write=True)
+# Where the authentication leaves the count it took for the throttle (see `count_and_read`):
+# (the window's counter key, its count, or None when the cache did not answer).
+_COUNTED_META = "moneta.rate_count"
+
+
+@dataclass(frozen=True)
+class RateWindow:
+    """An API key's counter for the window `time` falls in."""
+
+    limit: int
+    seconds: int
+    key: str  # before the cache's prefix
+    timeout: int
+    end: float
+
+    @classmethod
+    def of(cls, api_key_pk: int, time: float) -> "RateWindow | None":
+        """None when rate limiting is off."""
+        rate = parse_rate(settings.API_RATE_LIMIT)
+        if rate is None:
+            return None
+        limit, duration = rate
+        window = int(time // duration)
+        return cls(
+            limit=limit,
+            seconds=duration,
+            key=f"throttle:api_key:{api_key_pk}:{duration}:{window}",
+            # Counters outlive their window by this much, so that a request that read the
+            # clock just before the window ended still finds its counter.
+            timeout=duration + 2,
+            end=(window + 1) * duration,
+        )
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -66,58 +97,84 @@ class ApiKeyRateThrottle(BaseThrottle):
     left in the window, which the error handler sends as `Retry-After`."""
 
     timer = staticmethod(time.time)
-    # Counters outlive their window by this much, so that a request that read the clock
-    # just before the window ended still finds its counter (see `allow_request`).
-    expiry_margin = 2
 
     def __init__(self) -> None:
         self.window_end: float | None = None
 
+    @classmethod
+    def count_and_read(cls, request: HttpRequest, api_key: ApiKey, name: str) -> Any:
+        """Count the request against `api_key`'s rate limit now, in the same Redis round
+        trip as reading the cache entry `name` (the API key cache's generation), and return
+        that entry; the throttle then uses the count. Raises when Redis does not answer
+        (the throttle then lets the request through, as below)."""
+        redis = default_redis()
+        if redis is None:
+            raise ImproperlyConfigured("count_and_read needs the default cache on Redis")
+        client, backend = redis
+        window = RateWindow.of(api_key.pk, cls.timer())
+        pipeline = client.pipeline(transaction=False)
+        pipeline.get(backend.make_and_validate_key(name))
+        if window is not None:
+            counter = backend.make_and_validate_key(window.key)
+            pipeline.set(counter, 0, ex=window.timeout, nx=True)
+            pipeline.incr(counter)
+        try:
+            results = pipeline.execute()
+        except Exception:
+            if window is not None:
+                request.META[_COUNTED_META] = (window.key, None)
+            raise
+        if window is not None:
+            request.META[_COUNTED_META] = (window.key, int(results[2]))
+        return results[0]
+
     def allow_request(self, request: Request, view: Any) -> bool:
         api_key = request.auth
-        rate = parse_rate(settings.API_RATE_LIMIT)
-        if rate is None or not isinstance(api_key, ApiKey):
+        if not isinstance(api_key, ApiKey):
             return True
-        limit, duration = rate
-        now = self.timer()
-        window = int(now // duration)
-        self.window_end = (window + 1) * duration
-        key = f"throttle:api_key:{api_key.pk}:{duration}:{window}"
+        window = RateWindow.of(api_key.pk, self.timer())
+        if window is None:
+            return True
+        self.window_end = window.end
+        counted_key, count = request.META.get(_COUNTED_META, (None, None))
         try:
-            count = self._count(key, timeout=duration + self.expiry_margin)
+            if counted_key != window.key:
+                count = self._count(window)
+            elif count is None:
+                raise ConnectionError("the cache did not answer the authentication's count")
         except Exception:
             # The cache (Redis) is down: serve the request unlimited rather than fail it;
             # /health/ready reports Redis as unavailable meanwhile.
             logger.warning("rate limit not checked: the cache is unavailable", exc_info=True)
             return True
-        if count > limit:
+        if count > window.limit:
             logger.info(
                 "rate limit exceeded for API key %s: %d requests this window of %d s",
                 api_key.prefix,
                 count,
-                duration,
+                window.seconds,
             )
             return False
         return True
 
     @staticmethod
-    def _count(key: str, *, timeout: int) -> int:
+    def _count(window: RateWindow) -> int:
         """This request's number in its window: one atomic increment, plus an atomic
         create (with expiry) for the window's first request."""
-        backend = caches["default"]
-        if isinstance(backend, RedisCache):
-            redis_key = backend.make_and_validate_key(key)
-            client = _redis_client(backend._cache)  # type: ignore[attr-defined]
+        redis = default_redis()
+        if redis is not None:
+            client, backend = redis
+            counter = backend.make_and_validate_key(window.key)
             pipeline = client.pipeline(transaction=False)
-            pipeline.set(redis_key, 0, ex=timeout, nx=True)
-            pipeline.incr(redis_key)
+            pipeline.set(counter, 0, ex=window.timeout, nx=True)
+            pipeline.incr(counter)
             return int(pipeline.execute()[1])
         try:
-            return int(cache.incr(key))
+            return int(cache.incr(window.key))
         except ValueError:  # no counter yet: this is the window's first request
-            if cache.add(key, 1, timeout=timeout):
+            if cache.add(window.key, 1, timeout=window.timeout):
                 return 1
-            return int(cache.incr(key))  # another request created it meanwhile
+            return int(cache.incr(window.key))  # another request created it meanwhile
 
     def wait(self) -> float | None:
         """Whole seconds until the window ends (at least 1)."""
