@@ -34,19 +34,21 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # django-prometheus: its Before middleware first and its After middleware last.
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Request metrics (a few of django-prometheus's, cheaper): outermost, so that their
+    # latency covers the whole request.
+    "core.metrics.PrometheusMiddleware",
     "audit.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, user and message middleware and simple-history's, skipped on the
+    # API, probes and /metrics, which use none of them (core/middleware.py).
+    "core.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.middleware.AuthenticationMiddleware",
     "audit.middleware.AuditContextMiddleware",
-    "simple_history.middleware.HistoryRequestMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "core.middleware.HistoryRequestMiddleware",
+    "core.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 if DEBUG:
     # The API's 404s in JSON even where Django would show its debug page (the demo).

@@ -23,6 +23,7 @@ from accounts.api_keys import api_key_create
 from accounts.models import Merchant
 from audit.models import AuditLog
 from core.api.throttling import ApiKeyRateThrottle, parse_rate
+from tests import prometheus
 from tests.api.helpers import ApiClient, assert_error
 
 REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
@@ -391,13 +392,30 @@ def test_probes_need_no_api_key_and_refuse_writes(client: Client) -> None:
 
 
 def test_metrics_are_prometheus_text(client: Client, api: ApiClient) -> None:
+    before = prometheus.scrape(client)
     api.get("customers")
+    api.get("customers/cus_missing")
 
     response = client.get("/metrics")
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     body = response.content.decode()
-    assert "# TYPE django_http_requests_total_by_method_total counter" in body
-    assert re.search(r'^django_http_requests_total_by_method_total\{method="GET"\} \d', body, re.M)
-    assert "django_http_responses_total_by_status_total" in body
+    after = prometheus.parse(body)
+
+    def added(name: str, **labels: str) -> float:
+        return prometheus.value(after, name, **labels) - prometheus.value(before, name, **labels)
+
+    # django-prometheus's names and labels, so that dashboards keep working.
+    assert added(prometheus.RESPONSES, status="200", view="customer-list", method="GET") == 1
+    assert added(prometheus.RESPONSES, status="404", view="customer-detail", method="GET") == 1
+    assert added(prometheus.LATENCY_COUNT, view="customer-list", method="GET") == 1
+    assert added(prometheus.LATENCY_SUM, view="customer-list", method="GET") > 0
+    assert added(prometheus.LATENCY_BUCKET, view="customer-list", method="GET", le="+Inf") == 1
+    # Only what core.metrics updates is registered: no request series that never move.
+    assert set(re.findall(r"^# TYPE (django_http_\w+) (?:counter|histogram)$", body, re.M)) == {
+        "django_http_responses_total_by_status_view_method_total",
+        "django_http_requests_latency_seconds_by_view_method",
+        "django_http_exceptions_total_by_type_total",
+        "django_http_exceptions_total_by_view_total",
+    }
