@@ -74,9 +74,11 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantS
     @extend_schema(parameters=[BalanceQuery], responses={200: BalanceOutput}, filters=False)
     @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
     def balance(self, request: Request, id: str) -> Response:
-        query = BalanceQuery(data=request.query_params.dict())
-        query.is_valid(raise_exception=True)
-        as_of = query.validated_data.get("as_of")
+        as_of = None
+        if request.query_params:  # the usual read has none: no serializer to build
+            query = BalanceQuery(data=request.query_params.dict())
+            query.is_valid(raise_exception=True)
+            as_of = query.validated_data.get("as_of")
         if as_of is not None:
             balance = account_balance(account=self.get_object(), as_of=as_of)
         else:
