@@ -191,7 +191,7 @@ def _current_generation() -> bytes | None:
     if redis is None:
         return None
     client, backend = redis
-    name = backend.make_and_validate_key(API_KEYS_GENERATION)
+    name = backend.make_key(API_KEYS_GENERATION)
     pipeline = client.pipeline(transaction=False)
     pipeline.set(name, secrets.token_hex(8), nx=True)
     pipeline.get(name)
@@ -218,7 +218,7 @@ def _new_generation() -> None:
         return
     client, backend = redis
     try:
-        client.set(backend.make_and_validate_key(API_KEYS_GENERATION), secrets.token_hex(8))
+        client.set(backend.make_key(API_KEYS_GENERATION), secrets.token_hex(8))
     except Exception:
         logger.error(
             "API key change not announced: the cache is unavailable; workers that cached a "

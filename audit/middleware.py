@@ -14,13 +14,15 @@ REQUEST_ID_HEADER = "X-Request-Id"
 # for log records that carry the request (core.logging.RequestContextFilter).
 REQUEST_ID_META = "moneta.request_id"
 _MAX_REQUEST_ID_LENGTH = 200
+_REQUEST_ID_META_KEY = "HTTP_X_REQUEST_ID"
 
 
 def _request_id(request: HttpRequest) -> str:
     settled = request.META.get(REQUEST_ID_META)
     if settled:
         return str(settled)
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    # From META: request.headers would build a dict of every header for this one.
+    incoming = request.META.get(_REQUEST_ID_META_KEY, "")
     if incoming and len(incoming) <= _MAX_REQUEST_ID_LENGTH and incoming.isprintable():
         return incoming
     return f"req_{uuid.uuid4().hex}"
@@ -56,7 +58,7 @@ class AuditContextMiddleware:
             actor=user.get_username() if is_staff and user is not None else "",
             request_id=request_id,
             ip_address=_client_ip(request),
-            user_agent=_printable(request.headers.get("User-Agent", ""))[:500],
+            user_agent=_printable(request.META.get("HTTP_USER_AGENT", ""))[:500],
         ):
             response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id

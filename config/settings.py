@@ -12,6 +12,10 @@ env = environ.Env()
 SECRET_KEY = env.str("SECRET_KEY", default="demo-insecure-secret-key-change-me")
 DEBUG = env.bool("DEBUG", default=True)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Behind a proxy that terminates TLS and always sets X-Forwarded-Proto (and strips a
+# client's own): requests it marks https are secure (HSTS, secure cookies, redirects).
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -50,6 +54,11 @@ MIDDLEWARE = [
     "core.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# One access log line per request, written by the app (the server writes none): on unless
+# ACCESS_LOG=false; off by default with DEBUG, where runserver prints its own.
+ACCESS_LOG = env.bool("ACCESS_LOG", default=not DEBUG)
+if ACCESS_LOG:
+    MIDDLEWARE.insert(1, "core.logging.AccessLogMiddleware")
 if DEBUG:
     # The API's 404s in JSON even where Django would show its debug page (the demo).
     MIDDLEWARE.insert(
@@ -151,6 +160,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.HasApiKey"],
     "DEFAULT_PARSER_CLASSES": ["core.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.api.negotiation.JsonNegotiation",
     "DEFAULT_PAGINATION_CLASS": "core.api.pagination.NewestFirstPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "core.api.schema.MonetaAutoSchema",

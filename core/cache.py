@@ -16,7 +16,7 @@ def _client(cache_client: Any) -> Any:
 
 
 def default_redis() -> tuple[Any, RedisCache] | None:
-    """The default cache's Redis client and the cache (whose `make_and_validate_key` gives
+    """The default cache's Redis client and the cache (whose `make_key` gives
     a name its prefix and version), or None when the cache is not Redis (the demo's local
     memory)."""
     backend = caches["default"]

@@ -2,8 +2,12 @@
 command that emitted it, and renders as one JSON object per line (settings.LOGGING)."""
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
@@ -37,3 +41,41 @@ class JsonFormatter(_JsonFormatter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "request", "server_time"])
         super().__init__(*args, **kwargs)
+
+
+access_logger = logging.getLogger("moneta.access")
+
+
+class AccessLogMiddleware:
+    """One record per request on the `moneta.access` logger, with its request id, as
+    the server's access log would have it (settings.ACCESS_LOG; the server logs none)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        start = time.perf_counter()
+        response = self.get_response(request)
+        meta = request.META
+        access_logger.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "request": request,  # its id, for RequestContextFilter
+                "remote_addr": meta.get("REMOTE_ADDR", ""),
+                "method": request.method,
+                "path": request.path,
+                "query": meta.get("QUERY_STRING", ""),
+                "protocol": meta.get("SERVER_PROTOCOL", ""),
+                "status": response.status_code,
+                "response_bytes": (
+                    None if response.streaming else len(response.content)  # type: ignore[attr-defined]
+                ),
+                "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+                "referer": meta.get("HTTP_REFERER", ""),
+                "user_agent": meta.get("HTTP_USER_AGENT", ""),
+            },
+        )
+        return response

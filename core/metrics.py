@@ -1,7 +1,7 @@
 """Prometheus request metrics: the few that operators use, under django-prometheus's names.
 
 django-prometheus's two middlewares update about twelve metrics on every request (three of
-them histograms), which under gunicorn means as many writes to its shared metric files:
+them histograms), which under uWSGI means as many writes to its shared metric files:
 about 0.1 ms of CPU per request, a noticeable share of an API read. This middleware keeps
 four of them (responses, latency, exceptions by type and by view), with the same names,
 labels and buckets, so dashboards and alerts built on those keep working. The others are

@@ -4,8 +4,9 @@ concurrent keep-alive clients, timed per request, and the money counted afterwar
 Used by `manage.py bench_api` (see docs/benchmarks.md). The command's process does the
 setup (a bench merchant, its API key, the funding — operators fund, the API cannot) and
 the checks through the ORM; the accounts and all the load go through HTTP. Unless a URL is
-given, the server is gunicorn running `config.wsgi:application`, started here on a free
-loopback port against the command's own database, and stopped again at the end.
+given, the server is the production one, bin/serve (uWSGI with uwsgi.ini, running
+`config.wsgi:application`), started here on a free loopback port against the command's own
+database, and stopped again at the end.
 
 The load generator is wrk (the C HTTP benchmarking tool) when it is installed: one wrk
 process per endpoint, driven by a generated Lua script. On the 2-core machine it costs
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -29,7 +31,6 @@ import signal
 import socket
 import string
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -77,21 +78,26 @@ CLIENTS = (HTTPX, RAW, WRK)
 WRK_MISSING = "wrk is not installed (Debian/Ubuntu: apt-get install wrk); or use --client raw"
 
 DEFAULT_RATE_LIMIT = "1000000/second"
-_READY_TIMEOUT = 60.0  # seconds gunicorn may take to answer its first request
+_READY_TIMEOUT = 60.0  # seconds the server may take to answer its first request
+_STOP_TIMEOUT = 15.0  # seconds uWSGI may take to stop its workers and exit, after SIGTERM
 _REQUEST_TIMEOUT = 30.0
 _SAMPLES_KEPT = 3
-# Lines of the server's log that mean something went wrong: gunicorn's own format, and
-# the project's JSON log records.
-_LOG_PROBLEMS = (
-    "Traceback",
-    "WORKER TIMEOUT",
-    "[CRITICAL]",
-    "[ERROR]",
-    '"level": "ERROR"',
-    '"level": "CRITICAL"',
-)
-# An access log line, JSON (gunicorn.conf.py) or gunicorn's text format.
-_ACCESS_LOG = re.compile(r'"logger": "gunicorn\.access"|^\S+ "(GET|POST|PUT|PATCH|DELETE) /')
+# The server's log: uWSGI's own lines, and Django's records, JSON or LOG_FORMAT=text
+# (`<date> <time> <LEVEL> <logger> [<request id>] <message>`, config.settings.LOGGING).
+# Lines that mean something went wrong: a traceback, a request killed after SERVER_TIMEOUT
+# (HARAKIRI), a worker that died (DAMN !), a record at ERROR or above; and 5xx answers.
+_LOG_PROBLEMS = ("Traceback", "HARAKIRI", "DAMN !", '"level": "ERROR"', '"level": "CRITICAL"')
+_TEXT_RECORD = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ "
+_TEXT_PROBLEM = re.compile(_TEXT_RECORD + r"(ERROR|CRITICAL) ")
+# The access log (core.logging.AccessLogMiddleware): one record a request on this logger,
+# whose text message is `<METHOD> <path> <status>`.
+_ACCESS_LOGGER = "moneta.access"
+_TEXT_ACCESS_LOG = re.compile(_TEXT_RECORD + r"\w+ moneta\.access \[.*\] \S+ .+ (\d{3})$")
+# uWSGI's master logs `spawned uWSGI worker N (pid: P, cores: T)` for each of its
+# processes (T threads each) at start, and `Respawned uWSGI worker N (new pid: P)` for
+# each one it replaced later: recycled (SERVER_MAX_REQUESTS), killed (HARAKIRI), crashed.
+_WORKER_SPAWNED = re.compile(r"\bspawned uWSGI worker \d+ \(pid: \d+, cores: (\d+)\)")
+_WORKER_RESPAWNED = re.compile(r"\bRespawned uWSGI worker \d+ ")
 
 
 class BenchError(Exception):
@@ -176,8 +182,8 @@ class RawHttpConnection:
     reads the response by its Content-Length (or its chunks, or to the end of the
     connection). A load generator whose own CPU is small next to the server's: httpx
     costs about 3 ms of CPU a request on the 2-core machine, this about 0.4 ms (see
-    docs/benchmarks.md). It reconnects after `Connection: close` (gunicorn's sync
-    workers) or a connection the server closed while it was idle."""
+    docs/benchmarks.md). It reconnects after `Connection: close` (uWSGI's, after
+    every response: uwsgi.ini) or a connection the server closed while it was idle."""
 
     def __init__(self, base_url: str, headers: dict[str, str]):
         url = httpx.URL(base_url)
@@ -754,21 +760,77 @@ def run_load(
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """How to start gunicorn. None means: as gunicorn.conf.py says."""
+    """How to start bin/serve. None means: as bin/serve decides (WEB_CONCURRENCY and
+    SERVER_THREADS from the environment, or its defaults)."""
 
     workers: int | None = None
     threads: int | None = None
-    worker_class: str | None = None
     rate_limit: str = DEFAULT_RATE_LIMIT
     extra_env: tuple[tuple[str, str], ...] = ()
 
 
+def _access_status(line: str) -> int | None:
+    """The status of an access log line, JSON or text; None for any other line."""
+    if line.startswith("{") and f'"logger": "{_ACCESS_LOGGER}"' in line:
+        try:
+            record = json.loads(line)
+            return int(record["status"]) if record.get("logger") == _ACCESS_LOGGER else None
+        except (ValueError, KeyError, TypeError):
+            return None
+    text = _TEXT_ACCESS_LOG.match(line)
+    return int(text.group(1)) if text else None
+
+
+def _is_problem(line: str) -> bool:
+    status = _access_status(line)
+    if status is not None:  # its path could hold any of the words below
+        return status >= 500
+    return any(problem in line for problem in _LOG_PROBLEMS) or bool(_TEXT_PROBLEM.match(line))
+
+
+@dataclass(frozen=True)
+class ServerLog:
+    """What the server wrote to its stdout and stderr, read as it grows."""
+
+    path: Path
+
+    def lines(self, *, access: bool = True) -> list[str]:
+        try:
+            lines = self.path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return lines if access else [line for line in lines if _access_status(line) is None]
+
+    def tail(self, count: int = 30) -> str:
+        return "\n".join(self.lines(access=False)[-count:])
+
+    def shape(self) -> tuple[int, int]:
+        """The server's processes, and threads per process, as uWSGI logged them at start."""
+        threads = [
+            int(spawned.group(1))
+            for line in self.lines(access=False)
+            if (spawned := _WORKER_SPAWNED.search(line))
+        ]
+        return len(threads), max(threads, default=0)
+
+    def worker_boots(self) -> int:
+        """Workers started so far: more than its processes means some were replaced."""
+        return sum(
+            bool(_WORKER_SPAWNED.search(line) or _WORKER_RESPAWNED.search(line))
+            for line in self.lines(access=False)
+        )
+
+    def problems(self) -> list[str]:
+        return [line for line in self.lines() if _is_problem(line)]
+
+
 @dataclass
 class RunningServer:
+    """bin/serve, which execs uWSGI: its pid is uWSGI's master's."""
+
     url: str
     process: subprocess.Popen[bytes]
-    log_path: Path
-    description: str
+    log: ServerLog
 
     def pids(self) -> list[int]:
         """The master and its workers (direct children)."""
@@ -788,24 +850,6 @@ class RunningServer:
     def cpu_by_pid(self) -> dict[int, float]:
         """CPU seconds of the master (first) and of each worker."""
         return {pid: _process_cpu_seconds(pid) for pid in self.pids()}
-
-    def log_lines(self, *, access: bool = True) -> list[str]:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return []
-        return lines if access else [line for line in lines if not _ACCESS_LOG.search(line)]
-
-    def log_tail(self, count: int = 30) -> str:
-        return "\n".join(self.log_lines(access=False)[-count:])
-
-    def worker_boots(self) -> int:
-        """Workers booted so far: more than `workers` means some were restarted (gunicorn's
-        `max_requests` recycling, or a crash)."""
-        return sum("Booting worker" in line for line in self.log_lines())
-
-    def log_problems(self) -> list[str]:
-        return [line for line in self.log_lines() if any(p in line for p in _LOG_PROBLEMS)]
 
 
 def database_url(settings_dict: dict[str, Any]) -> str:
@@ -830,72 +874,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def gunicorn_command(options: ServerOptions, port: int) -> tuple[list[str], str]:
-    """The command line, and where its settings come from."""
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "config.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--graceful-timeout",
-        "5",
-    ]
-    workers, threads, worker_class = options.workers, options.threads, options.worker_class
-    if worker_class == "sync":
-        if threads not in (None, 1):
-            raise BenchError("sync workers have one thread each: drop --threads or use gthread")
-        threads = 1  # else gunicorn turns sync into gthread when the config sets threads > 1
-    command += ["--config", str(Path(settings.BASE_DIR) / "gunicorn.conf.py")]
-    overridden = (options.workers, options.threads, options.worker_class) != (None,) * 3
-    source = "gunicorn.conf.py" + (" and the command line" if overridden else "")
-    if workers is not None:
-        command += ["--workers", str(workers)]
-    if threads is not None:
-        command += ["--threads", str(threads)]
-    if worker_class is not None:
-        command += ["--worker-class", worker_class]
-    # gunicorn opens a control socket at one fixed path per user by default; a second
-    # server (a colleague's, another bench) must not fight over it.
-    command.append("--no-control-socket")
-    return command, source
-
-
-def _resolved_config(command: list[str], env: dict[str, str]) -> dict[str, str]:
-    """gunicorn's own view of the settings (`--print-config`), for the report."""
-    try:
-        printed = subprocess.run(  # noqa: S603 - our own interpreter and arguments
-            [*command, "--print-config"],
-            cwd=settings.BASE_DIR,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    resolved = {}
-    for line in printed.splitlines():
-        name, sep, value = line.partition("=")
-        if sep:
-            resolved[name.strip()] = value.strip()
-    return resolved
-
-
-def _describe(resolved: dict[str, str], source: str) -> str:
-    workers, threads = resolved.get("workers", "?"), resolved.get("threads", "?")
-    worker_class = resolved.get("worker_class", "?")
-    if worker_class == "sync" and threads not in ("1", "?"):
-        worker_class = "gthread"  # what gunicorn switches to when threads > 1
-    return (
-        f"{workers} workers × {threads} threads ({worker_class}), "
-        f"keepalive {resolved.get('keepalive', '?')} s, from {source}"
-    )
-
-
-def server_env(options: ServerOptions) -> dict[str, str]:
+def server_env(options: ServerOptions, *, bind: str, metrics_dir: Path) -> dict[str, str]:
+    """bin/serve's environment: this one, with the bench's settings, then --server-env's,
+    then the address and --workers and --threads."""
     env = dict(os.environ)
     env.update(
         {
@@ -909,74 +890,92 @@ def server_env(options: ServerOptions) -> dict[str, str]:
             "API_KEY_HASH_SECRET": settings.API_KEY_HASH_SECRET,
             "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # bin/serve empties the metrics directory it is given: one of the bench's own,
+            # never one that a running server (from this environment) uses.
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }
     )
     env.update(dict(options.extra_env))
+    env["BIND"] = bind
+    if options.workers is not None:
+        env["WEB_CONCURRENCY"] = str(options.workers)
+    if options.threads is not None:
+        env["SERVER_THREADS"] = str(options.threads)
     return env
+
+
+def _exit_status(process: subprocess.Popen[bytes]) -> int | None:
+    """The server's exit status (negative: the signal that killed it) once its master has
+    exited, else None. Not reaped: until `_stop` reaps it, its pid, which is also its
+    process group's id, cannot be given to another process."""
+    if process.returncode is not None:
+        return process.returncode
+    exited = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    if exited is None:
+        return None
+    return exited.si_status if exited.si_code == os.CLD_EXITED else -exited.si_status
 
 
 def _wait_ready(server: RunningServer, path: str, headers: dict[str, str]) -> httpx.Response:
     deadline = time.monotonic() + _READY_TIMEOUT
     while True:
-        code = server.process.poll()
+        code = _exit_status(server.process)
         if code is not None:
             raise BenchError(
-                f"gunicorn exited with status {code} before answering; its log:\n"
-                + server.log_tail()
+                f"bin/serve exited with status {code} before answering; its log:\n"
+                + server.log.tail()
             )
         try:
             return httpx.get(server.url + path, headers=headers, timeout=5, trust_env=False)
         except httpx.TransportError:
             if time.monotonic() > deadline:
                 raise BenchError(
-                    f"gunicorn did not answer within {_READY_TIMEOUT:g} s; its log:\n"
-                    + server.log_tail()
+                    f"bin/serve did not answer within {_READY_TIMEOUT:g} s; its log:\n"
+                    + server.log.tail()
                 ) from None
             time.sleep(0.1)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (graceful), then SIGKILL to its process group (only our server's
-    processes: it was started in a session of its own)."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
+    """SIGTERM to uWSGI's master, which (die-on-term, uwsgi.ini) stops its workers and
+    exits; then SIGKILL to its process group, which holds the server's processes only (it
+    was started in a session of its own): to all of them when the master did not exit in
+    time, else to any worker left behind. The master is reaped last (see `_exit_status`)."""
+    if _exit_status(process) is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
+            os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        while _exit_status(process) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @contextlib.contextmanager
 def server_running(
     options: ServerOptions, *, ready_path: str, headers: dict[str, str]
 ) -> Iterator[tuple[RunningServer, httpx.Response]]:
-    """gunicorn on a free loopback port, answering; stopped on the way out, whatever
+    """bin/serve on a free loopback port, answering; stopped on the way out, whatever
     happens (an error, Ctrl-C). Yields it and its answer to `ready_path`."""
     port = _free_port()
-    command, source = gunicorn_command(options, port)
-    env = server_env(options)
-    description = _describe(_resolved_config(command, env), source)
     with tempfile.TemporaryDirectory(prefix="bench_api-") as directory:
-        log_path = Path(directory) / "gunicorn.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                command,
+        env = server_env(
+            options, bind=f"127.0.0.1:{port}", metrics_dir=Path(directory) / "prometheus"
+        )
+        log_path = Path(directory) / "server.log"
+        with log_path.open("wb") as output:
+            process = subprocess.Popen(  # noqa: S603 - our own script and environment
+                [str(Path(settings.BASE_DIR) / "bin" / "serve")],
                 cwd=settings.BASE_DIR,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the bench, which stops it
             )
         server = RunningServer(
-            url=f"http://127.0.0.1:{port}",
-            process=process,
-            log_path=log_path,
-            description=description,
+            url=f"http://127.0.0.1:{port}", process=process, log=ServerLog(log_path)
         )
         try:
             yield server, _wait_ready(server, ready_path, headers)
@@ -1176,9 +1175,12 @@ def bench_run(options: BenchOptions, write: Callable[[str], None]) -> list[str]:
                 server_running(options.server, ready_path=ready_path, headers=headers)
             )
             base_url = server.url
+            processes, threads = server.log.shape()
             write(
-                f"server: gunicorn config.wsgi:application on {base_url}, "
-                f"{server.description}; DEBUG=false, API_RATE_LIMIT={options.server.rate_limit}"
+                f"server: uWSGI via bin/serve (uwsgi.ini) on {base_url}, "
+                f"{processes} process{'es' if processes != 1 else ''} × "
+                f"{threads} thread{'s' if threads != 1 else ''}; "
+                f"DEBUG=false, API_RATE_LIMIT={options.server.rate_limit}"
             )
         if ready.status_code != 200:
             raise BenchError(f"GET {ready_path} answered {ready.status_code}: {ready.text[:500]}")
@@ -1198,14 +1200,13 @@ def bench_run(options: BenchOptions, write: Callable[[str], None]) -> list[str]:
         )
         if options.pin_cpu is not None:
             write(f"load generator pinned to CPU {options.pin_cpu}")
-        boots = server.worker_boots() if server is not None else 0
         load = run_load(plan, server=server, pin_cpu=options.pin_cpu)
-        problems = server.log_problems() if server is not None else []
-        if server is not None:
-            boots = server.worker_boots() - boots
+        problems = server.log.problems() if server is not None else []
+        # Workers started beyond its processes: replaced ones (recycled, killed, crashed).
+        restarts = server.log.worker_boots() - server.log.shape()[0] if server is not None else 0
         if server is not None and options.verbose:
             write("server log, without the access log (last lines):")
-            for line in server.log_lines(access=False)[-20:]:
+            for line in server.log.lines(access=False)[-20:]:
                 write(f"  {line}")
 
     run = load.run
@@ -1214,7 +1215,7 @@ def bench_run(options: BenchOptions, write: Callable[[str], None]) -> list[str]:
     requests = sum(stats.count for stats in run.stats.values())
     write(cpu_line(load.cpu_before, load.cpu_after, requests))
     if server is not None:
-        write(f"server workers booted during the load (restarts): {boots}")
+        write(f"server worker restarts (uWSGI's log): {restarts}")
     write(bar_line(run))
 
     violations = []

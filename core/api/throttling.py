@@ -113,9 +113,9 @@ class ApiKeyRateThrottle(BaseThrottle):
         client, backend = redis
         window = RateWindow.of(api_key.pk, cls.timer())
         pipeline = client.pipeline(transaction=False)
-        pipeline.get(backend.make_and_validate_key(name))
+        pipeline.get(backend.make_key(name))
         if window is not None:
-            counter = backend.make_and_validate_key(window.key)
+            counter = backend.make_key(window.key)
             pipeline.set(counter, 0, ex=window.timeout, nx=True)
             pipeline.incr(counter)
         try:
@@ -164,7 +164,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         redis = default_redis()
         if redis is not None:
             client, backend = redis
-            counter = backend.make_and_validate_key(window.key)
+            counter = backend.make_key(window.key)
             pipeline = client.pipeline(transaction=False)
             pipeline.set(counter, 0, ex=window.timeout, nx=True)
             pipeline.incr(counter)

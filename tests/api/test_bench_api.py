@@ -1,5 +1,5 @@
-"""`bench_api` drives the real server over HTTP, reports per endpoint, counts the money
-afterwards, and never leaves its gunicorn behind."""
+"""`bench_api` drives the real server (bin/serve) over HTTP, reports per endpoint, counts
+the money afterwards, and never leaves a process of its uWSGI behind."""
 
 import asyncio
 import os
@@ -8,6 +8,7 @@ import shutil
 import socket
 from collections import Counter
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -25,6 +26,7 @@ from payments.api_benchmark import (
     BenchError,
     LoadResult,
     RawHttpConnection,
+    ServerLog,
     default_client,
     money_check,
     parse_wrk_output,
@@ -32,6 +34,7 @@ from payments.api_benchmark import (
     wrk_connections,
 )
 from payments.models import Transfer, TransferStatus
+from tests.servers import uwsgi_pids
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 needs_wrk = pytest.mark.skipif(
@@ -82,7 +85,8 @@ def statuses(text: str) -> Counter[str]:
 
 def server_port(output: str) -> int:
     found = re.search(
-        r"^server: gunicorn config\.wsgi:application on http://127\.0\.0\.1:(\d+)",
+        r"^server: uWSGI via bin/serve \(uwsgi\.ini\) on http://127\.0\.0\.1:(\d+), "
+        r"\d+ process(?:es)? × \d+ threads?; DEBUG=false, API_RATE_LIMIT=",
         output,
         re.MULTILINE,
     )
@@ -97,7 +101,8 @@ def assert_nothing_listens(port: int) -> None:
 
 
 def children_running(program: bytes) -> list[int]:
-    """Processes of ours still running `program` (the bench must have stopped them)."""
+    """Processes of ours still running `program` (the bench must have stopped them): wrk.
+    The server's are found by their port (`uwsgi_pids`): its workers are not ours."""
     found = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -112,10 +117,11 @@ def children_running(program: bytes) -> list[int]:
     return found
 
 
-def test_mixed_load_through_gunicorn_conserves_the_money() -> None:
+def test_mixed_load_through_bin_serve_conserves_the_money() -> None:
     output = bench("--mix", "mixed", "--workers", "1", "--threads", "2", "--client", "httpx")
 
     port = server_port(output)
+    assert ", 1 process × 2 threads; " in output, output
     transfers = re.search(TRANSFERS, output, re.MULTILINE)
     balances = re.search(BALANCES, output, re.MULTILINE)
     assert transfers and balances, output
@@ -123,7 +129,7 @@ def test_mixed_load_through_gunicorn_conserves_the_money() -> None:
     assert set(statuses(balances.group(2))) == {"200"}, output
     assert set(statuses(transfers.group(2))) <= {"201", "402"}, output
     assert_cpu_line(output)
-    assert re.search(r"^server workers booted during the load \(restarts\): \d+$", output, re.M)
+    assert re.search(r"^server worker restarts \(uWSGI's log\): 0$", output, re.MULTILINE)
     assert re.search(r"^bar: transfers \d+/s .*; balances \d+/s", output, re.MULTILINE)
     assert_checks_pass(output)
     # The server wrote into the test database: the transfers it answered 201 are here
@@ -132,7 +138,7 @@ def test_mixed_load_through_gunicorn_conserves_the_money() -> None:
     assert succeeded >= statuses(transfers.group(2))["201"] > 0
     assert f"{succeeded} transfers succeeded = {succeeded} ledger transfers" in output
     assert_nothing_listens(port)
-    assert children_running(b"gunicorn") == []
+    assert uwsgi_pids(port) == []
 
 
 @needs_wrk
@@ -144,7 +150,7 @@ def test_mixed_load_through_gunicorn_conserves_the_money() -> None:
         ("mixed", "1 transfers + 2 balances"),
     ],
 )
-def test_wrk_load_through_gunicorn_conserves_the_money(mix: str, connections: str) -> None:
+def test_wrk_load_through_bin_serve_conserves_the_money(mix: str, connections: str) -> None:
     output = bench(
         *("--mix", mix, "--client", "wrk", "--clients", "3", "--warmup", "1"),
         *("--workers", "1", "--threads", "2"),
@@ -176,7 +182,7 @@ def test_wrk_load_through_gunicorn_conserves_the_money(mix: str, connections: st
     assert succeeded >= answered["transfers"]["201"]  # the warm-up's are in the database too
     assert (succeeded > 0) == (mix != "balances")
     assert_nothing_listens(port)
-    assert children_running(b"gunicorn") == []
+    assert uwsgi_pids(port) == []
     assert children_running(b"wrk") == []
 
 
@@ -311,8 +317,72 @@ def test_the_server_is_stopped_when_the_setup_fails() -> None:
             stderr=StringIO(),
         )
 
-    assert_nothing_listens(server_port(out.getvalue()))
-    assert children_running(b"gunicorn") == []
+    port = server_port(out.getvalue())
+    assert_nothing_listens(port)
+    assert uwsgi_pids(port) == []
+
+
+def test_a_server_that_exits_at_start_is_reported_with_its_log() -> None:
+    with pytest.raises(CommandError) as refused:
+        bench("--server-env", "WEB_CONCURRENCY=abc")
+
+    message = str(refused.value)
+    assert message.startswith("bin/serve exited with status 1 before answering; its log:\n")
+    assert "WEB_CONCURRENCY must be a whole number of at least 1, not 'abc'" in message
+
+
+def test_workers_and_threads_are_refused_with_a_url() -> None:
+    with pytest.raises(CommandError, match="--workers and --threads are for the server"):
+        bench("--url", "http://127.0.0.1:1", "--workers", "2")
+
+
+def test_the_server_log_gives_its_shape_restarts_and_problems(tmp_path: Path) -> None:
+    ok_line = (
+        '{"level": "INFO", "logger": "moneta.access", "message": "GET /health/Traceback 200", '
+        '"path": "/health/Traceback", "status": 200, "request_id": "req_1"}'
+    )
+    failed_line = (
+        '{"level": "INFO", "logger": "moneta.access", "message": "POST /api/v1/transfers 502", '
+        '"path": "/api/v1/transfers", "status": 502, "request_id": "req_2"}'
+    )
+    error_line = (
+        '{"level": "ERROR", "logger": "django.request", "message": "Internal Server Error"}'
+    )
+    text_ok = "2026-01-02 03:04:05,678 INFO moneta.access [req_3] GET /health/live 200"
+    text_failed = "2026-01-02 03:04:05,679 INFO moneta.access [req_4] GET /api/v1/x 500"
+    text_error = "2026-01-02 03:04:05,680 ERROR django.request [req_4] Internal Server Error"
+    harakiri = "HARAKIRI ON WORKER 1 (pid: 101, try: 1)"
+    died = "DAMN ! worker 1 (pid: 101) died, killed by signal 9 :( trying respawn ..."
+    traceback = "Traceback (most recent call last):"
+    uwsgi_lines = [
+        "spawned uWSGI master process (pid: 100)",
+        "spawned uWSGI worker 1 (pid: 101, cores: 2)",
+        "spawned uWSGI worker 2 (pid: 102, cores: 2)",
+        harakiri,
+        died,
+        "Respawned uWSGI worker 1 (new pid: 103)",
+        "...The work of process 102 is done. Seeya!",
+        "Respawned uWSGI worker 2 (new pid: 104)",
+        traceback,
+    ]
+    path = tmp_path / "server.log"
+    lines = [*uwsgi_lines, ok_line, failed_line, error_line, text_ok, text_failed, text_error]
+    path.write_text("\n".join(lines) + "\n")
+    log = ServerLog(path)
+
+    assert log.shape() == (2, 2)  # processes, threads each
+    assert log.worker_boots() == 4
+    assert log.lines(access=False) == [*uwsgi_lines, error_line, text_error]
+    # A 2xx access line is none, whatever its path says.
+    assert log.problems() == [
+        harakiri,
+        died,
+        traceback,
+        failed_line,
+        error_line,
+        text_failed,
+        text_error,
+    ]
 
 
 def test_a_201_without_its_transfer_is_a_violation() -> None:

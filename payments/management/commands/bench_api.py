@@ -27,11 +27,12 @@ def _env_pair(value: str) -> tuple[str, str]:
 
 class Command(AuditedCommand):
     help = (
-        "Benchmark the HTTP API: start gunicorn (unless --url), open and fund bench "
-        "accounts, run N closed-loop keep-alive clients sending transfers and/or balance "
-        "reads for S seconds, print requests/s, p50 and p99 per endpoint, then check that "
-        "money was conserved and the ledger invariants hold (exit code 1 when not, or on "
-        "any 5xx). Writes a bench merchant into the database. See docs/benchmarks.md."
+        "Benchmark the HTTP API: start the production server, bin/serve (unless --url), "
+        "open and fund bench accounts, run N closed-loop keep-alive clients sending "
+        "transfers and/or balance reads for S seconds, print requests/s, p50 and p99 per "
+        "endpoint, then check that money was conserved and the ledger invariants hold "
+        "(exit code 1 when not, or on any 5xx). Writes a bench merchant into the database. "
+        "See docs/benchmarks.md."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -52,10 +53,15 @@ class Command(AuditedCommand):
         parser.add_argument(
             "--url", help="an already running server using this database (none: start one)"
         )
-        parser.add_argument("--workers", type=_positive_int, help="gunicorn workers")
-        parser.add_argument("--threads", type=_positive_int, help="gunicorn threads per worker")
         parser.add_argument(
-            "--worker-class", choices=["sync", "gthread"], help="gunicorn worker class"
+            "--workers",
+            type=_positive_int,
+            help="uWSGI worker processes: WEB_CONCURRENCY for bin/serve (its default: 2 × cores)",
+        )
+        parser.add_argument(
+            "--threads",
+            type=_positive_int,
+            help="threads per worker process: SERVER_THREADS for bin/serve (its default: 1)",
         )
         parser.add_argument(
             "--rate-limit",
@@ -100,8 +106,10 @@ class Command(AuditedCommand):
             raise CommandError(f"--pin-cpu {pin_cpu}: not one of this process's CPUs")
         if options["client"] == api_benchmark.WRK and shutil.which(api_benchmark.WRK) is None:
             raise CommandError(api_benchmark.WRK_MISSING)
-        if options["url"] and (options["workers"] or options["threads"] or options["worker_class"]):
-            raise CommandError("--workers, --threads and --worker-class need no --url")
+        if options["url"] and (options["workers"] or options["threads"]):
+            raise CommandError(
+                "--workers and --threads are for the server bench_api starts: no --url"
+            )
         bench_options = api_benchmark.BenchOptions(
             url=options["url"],
             accounts=options["accounts"],
@@ -113,7 +121,6 @@ class Command(AuditedCommand):
             server=api_benchmark.ServerOptions(
                 workers=options["workers"],
                 threads=options["threads"],
-                worker_class=options["worker_class"],
                 rate_limit=options["rate_limit"],
                 extra_env=tuple(options["server_env"]),
             ),

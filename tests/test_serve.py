@@ -1,0 +1,159 @@
+"""bin/serve, the production server: it refuses a bad setting before starting anything;
+the server it starts writes the access log, JSON lines with each response's request id,
+and stops on SIGTERM, leaving no process behind."""
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+
+from tests.servers import free_port, uwsgi_pids
+
+SERVE = Path(settings.BASE_DIR) / "bin" / "serve"
+
+
+def serve_env(tmp_path: Path, port: int, **overrides: str) -> dict[str, str]:
+    """Production settings; its metrics directory in `tmp_path`."""
+    env = dict(os.environ)
+    for name in ("ACCESS_LOG", "LOG_FORMAT"):  # their defaults are the production's
+        env.pop(name, None)
+    env.update(
+        BIND=f"127.0.0.1:{port}",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        **overrides,
+    )
+    return env
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_web_concurrency_is_refused_before_anything_starts(
+    tmp_path: Path, value: str
+) -> None:
+    port = free_port()
+
+    result = subprocess.run(  # noqa: S603 - our own script
+        [SERVE],
+        env=serve_env(tmp_path, port, WEB_CONCURRENCY=value),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert result.stderr == (
+        f"bin/serve: WEB_CONCURRENCY must be a whole number of at least 1, not '{value}'\n"
+    )
+    assert result.stdout == ""  # no uWSGI banner
+    assert not (tmp_path / "metrics").exists()
+    assert uwsgi_pids(port) == []
+
+
+def _wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path, workers: int) -> None:
+    """Until `url` answers and every worker has loaded the app (a worker stopped while it
+    imports the app fails to load it, and then uWSGI exits with status 22)."""
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=5, trust_env=False)
+            if log.read_text().count("WSGI app 0 (mountpoint='') ready") == workers:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"bin/serve did not come up at {url}; its log:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def serving(
+    tmp_path: Path, port: int, workers: int
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """bin/serve with `workers` processes, up and with the app loaded in each; killed on the
+    way out if the test has not stopped it."""
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own script
+            [SERVE],
+            env=serve_env(tmp_path, port, WEB_CONCURRENCY=str(workers)),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_up(process, f"http://127.0.0.1:{port}/health/live", log, workers)
+        yield process, log
+    finally:
+        if process.poll() is None:  # the test failed before it was stopped
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.mark.slow
+def test_the_server_writes_json_access_lines_with_the_request_id(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/health/live"
+    with serving(tmp_path, port, workers=2) as (process, log):
+        given = httpx.get(url, headers={"X-Request-Id": "req_serve_test"}, trust_env=False)
+        generated = httpx.get(url, trust_env=False)
+        running = uwsgi_pids(port)
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=30)
+
+    # bin/serve became uWSGI's master (exec), which ran two workers and stopped them.
+    assert process.pid in running and len(running) == 3
+    assert status == 0
+    assert uwsgi_pids(port) == []
+    assert given.status_code == generated.status_code == 200
+    assert given.headers["X-Request-Id"] == "req_serve_test"
+    assert generated.headers["X-Request-Id"].startswith("req_")
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    for response in (given, generated):
+        [access] = [
+            line
+            for line in lines
+            if line["logger"] == "moneta.access"
+            and line["request_id"] == response.headers["X-Request-Id"]
+        ]
+        assert access["message"] == "GET /health/live 200"
+        assert (access["method"], access["path"], access["status"]) == ("GET", "/health/live", 200)
+        assert access["level"] == "INFO"
+        assert isinstance(access["duration_ms"], float)
+
+
+@pytest.mark.slow
+def test_sigterm_answers_the_request_in_flight_then_stops(tmp_path: Path) -> None:
+    port = free_port()
+    body = json.dumps({"name": "late"}).encode().ljust(100)
+    with serving(tmp_path, port, workers=1) as (process, _):
+        client = socket.create_connection(("127.0.0.1", port), timeout=30)
+        client.sendall(
+            b"POST /api/v1/customers HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n" + body[:50]
+        )
+        time.sleep(0.5)  # the worker is reading the body
+        process.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        client.sendall(body[50:])
+        response = client.recv(65536)
+        client.close()
+        status = process.wait(timeout=40)
+
+    # Answered (no API key: a 401), not dropped; then the server stopped cleanly.
+    assert response.startswith(b"HTTP/1.1 401 "), response[:200]
+    assert status == 0
+    assert uwsgi_pids(port) == []
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
