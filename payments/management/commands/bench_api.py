@@ -56,7 +56,7 @@ class Command(AuditedCommand):
         parser.add_argument(
             "--workers",
             type=_positive_int,
-            help="uWSGI worker processes: WEB_CONCURRENCY for bin/serve (its default: 2 × cores)",
+            help="uWSGI worker processes: WEB_CONCURRENCY for bin/serve (its default: cores + 1)",
         )
         parser.add_argument(
             "--threads",
