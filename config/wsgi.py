@@ -1,12 +1,16 @@
 import gc
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 from django.urls import get_resolver
+
+from core.wsgi import Handler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-application = get_wsgi_application()
+# Django's get_wsgi_application(), with the project's request class.
+django.setup(set_prefix=False)
+application = Handler()
 
 # Import the URLconf (DRF, the API views) as a worker boots, not during its first request,
 # which a readiness probe with a short timeout could otherwise fail.

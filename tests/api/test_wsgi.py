@@ -1,0 +1,74 @@
+"""The WSGI application the server runs (config.wsgi), called as a server calls it: bad
+input in the request line or headers still gets an answer in the API's error format."""
+
+import io
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+
+from config.wsgi import application
+
+
+def _call(**environ: str) -> tuple[str, dict[str, str], bytes]:
+    answer: dict[str, Any] = {}
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None, /
+    ) -> Callable[[bytes], object]:
+        answer["status"], answer["headers"] = status, dict(headers)
+        return lambda data: None
+
+    body = environ.pop("body", "").encode()
+    base = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "localhost",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    # As Django's test client does: the request must not close the test's connection.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        response = application({**base, **environ}, start_response)
+        try:
+            content = b"".join(response)
+        finally:
+            response.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    return answer["status"], answer["headers"], content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("charset", ["rot13", "base64", "zlib", "hex", "nonexistent"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_charset_that_is_no_text_encoding_gets_an_answer(
+    charset: str, method: str, api: Any
+) -> None:
+    status, headers, content = _call(
+        REQUEST_METHOD=method,
+        PATH_INFO="/api/v1/customers",
+        QUERY_STRING="limit=1",
+        CONTENT_TYPE=f"application/json; charset={charset}",
+        HTTP_AUTHORIZATION=f"Bearer {api.secret}",
+        body='{"name": "Ann"}' if method == "POST" else "",
+    )
+    assert status.split()[0] in ("200", "201"), (status, content)
+    assert headers["Content-Type"] == "application/json"
