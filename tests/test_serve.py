@@ -157,3 +157,16 @@ def test_sigterm_answers_the_request_in_flight_then_stops(tmp_path: Path) -> Non
     assert uwsgi_pids(port) == []
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+@pytest.mark.slow
+def test_headers_up_to_64_kib_are_served(tmp_path: Path) -> None:
+    # uWSGI's default buffer (4 KiB) would drop such a request without an answer.
+    port = free_port()
+    with serving(tmp_path, port, workers=1):
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/health/live",
+            headers={"X-Large": "x" * 60_000},
+            trust_env=False,
+        )
+    assert response.status_code == 200
