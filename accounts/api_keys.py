@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Merchant
 from audit.services import audit_log_record
-from core.cache import default_redis
+from core.cache import RedisUnavailable, default_redis, execute
 from core.db import fetch_one, instance_from_row
 
 logger = logging.getLogger(__name__)
@@ -136,9 +136,10 @@ def api_key_authenticate(
     used.
 
     With `read_generation(api_key, name)`, which returns the cache entry `name` (in the
-    caller's own Redis round trip), a key this process has read before is answered from
-    memory when no key or merchant has changed since; a change anywhere empties the
-    process's cache. Without it, or without Redis, every call reads the database."""
+    caller's own Redis round trip) or raises RedisUnavailable, a key this process has read
+    before is answered from memory when no key or merchant has changed since; a change
+    anywhere empties the process's cache, and so does Redis being unavailable. Without it,
+    or without Redis, every call reads the database."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > 100:
         return None
     hashed = _hash(secret)
@@ -149,8 +150,8 @@ def api_key_authenticate(
         try:
             if read_generation(cached.api_key, API_KEYS_GENERATION) == cached.generation:
                 return _used(cached.api_key)
-        except Exception:
-            logger.warning("API key cache not checked: the cache is unavailable", exc_info=True)
+        except RedisUnavailable:
+            # Entries from before an outage are not trusted after it (core.cache logs it).
             _cache.clear()
             return _used_or_none(_live_key(hashed))
         _cache.clear()
@@ -186,7 +187,8 @@ def _used_or_none(api_key: ApiKey | None) -> ApiKey | None:
 
 
 def _current_generation() -> bytes | None:
-    """The generation of API keys (made when Redis has none), or None without Redis."""
+    """The generation of API keys (made when Redis has none), or None without Redis or
+    when it is unavailable, which also empties the cache, as a failed check does."""
     redis = default_redis()
     if redis is None:
         return None
@@ -196,9 +198,9 @@ def _current_generation() -> bytes | None:
     pipeline.set(name, secrets.token_hex(8), nx=True)
     pipeline.get(name)
     try:
-        return pipeline.execute()[1]
-    except Exception:
-        logger.warning("API key not cached: the cache is unavailable", exc_info=True)
+        return execute(pipeline)[1]
+    except RedisUnavailable:
+        _cache.clear()
         return None
 
 
@@ -217,9 +219,12 @@ def _new_generation() -> None:
     if redis is None:
         return
     client, backend = redis
+    pipeline = client.pipeline(transaction=False)
+    pipeline.set(backend.make_key(API_KEYS_GENERATION), secrets.token_hex(8))
     try:
-        client.set(backend.make_key(API_KEYS_GENERATION), secrets.token_hex(8))
-    except Exception:
+        # Tried even while the requests skip Redis: a revocation must try to announce itself.
+        execute(pipeline, during_back_off=True)
+    except RedisUnavailable:
         logger.error(
             "API key change not announced: the cache is unavailable; workers that cached a "
             "changed key use it for up to %d s",

@@ -5,6 +5,8 @@ import pytest
 from django.conf import settings
 from django.db.backends.postgresql.operations import DatabaseOperations
 
+import core.cache
+
 
 def pytest_configure(config: pytest.Config) -> None:
     engine = settings.DATABASES["default"]["ENGINE"]
@@ -32,3 +34,10 @@ def flush_past_the_append_only_guards() -> Iterator[None]:
     DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign,assignment]
     yield
     DatabaseOperations.sql_flush = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _no_redis_back_off_left_over() -> Iterator[None]:
+    """A test that made Redis fail starts core.cache's back-off; the next tests ask Redis."""
+    yield
+    core.cache._skip_until = 0.0

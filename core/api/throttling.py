@@ -11,6 +11,9 @@ time.
 The rate is the setting `API_RATE_LIMIT`, `N/second`, `N/minute`, `N/hour` or `N/day` (as
 in DRF, only the period's first letter counts); empty, `off` or `none` switches limiting
 off. Requests without an API key are not counted here: authentication refuses them first.
+While Redis does not answer, requests are served unlimited; after a failed round trip
+`core.cache` skips Redis for a few seconds, so that an outage does not cost every request
+a timeout.
 """
 
 import functools
@@ -28,7 +31,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey
-from core.cache import default_redis
+from core.cache import RedisUnavailable, default_redis, execute
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +59,6 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
     if requests < 1:
         raise ImproperlyConfigured(f"API_RATE_LIMIT must allow at least 1 request: {rate!r}")
     return requests, seconds
-
-
-# Where the authentication leaves the count it took for the throttle (see `count_and_read`):
-# (the window's counter key, its count, or None when the cache did not answer).
-_COUNTED_META = "moneta.rate_count"
 
 
 @dataclass(frozen=True)
@@ -92,6 +90,18 @@ class RateWindow:
         )
 
 
+@dataclass(frozen=True)
+class _Counted:
+    """The count the authentication took for the throttle (see `count_and_read`)."""
+
+    window: RateWindow
+    count: int | None  # None: Redis did not answer
+
+
+# Where the authentication leaves it.
+_COUNTED_META = "moneta.rate_count"
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     """At most `API_RATE_LIMIT` requests per API key per window; `wait()` is the time
     left in the window, which the error handler sends as `Retry-After`."""
@@ -105,8 +115,9 @@ class ApiKeyRateThrottle(BaseThrottle):
     def count_and_read(cls, request: HttpRequest, api_key: ApiKey, name: str) -> Any:
         """Count the request against `api_key`'s rate limit now, in the same Redis round
         trip as reading the cache entry `name` (the API key cache's generation), and return
-        that entry; the throttle then uses the count. Raises when Redis does not answer
-        (the throttle then lets the request through, as below)."""
+        that entry; the throttle then uses the count, in this window. Raises
+        RedisUnavailable when Redis does not answer or is skipped (core.cache's back-off);
+        the throttle then lets the request through, as below."""
         redis = default_redis()
         if redis is None:
             raise ImproperlyConfigured("count_and_read needs the default cache on Redis")
@@ -119,40 +130,42 @@ class ApiKeyRateThrottle(BaseThrottle):
             pipeline.set(counter, 0, ex=window.timeout, nx=True)
             pipeline.incr(counter)
         try:
-            results = pipeline.execute()
-        except Exception:
+            results = execute(pipeline)
+        except RedisUnavailable:
             if window is not None:
-                request.META[_COUNTED_META] = (window.key, None)
+                request.META[_COUNTED_META] = _Counted(window, None)
             raise
         if window is not None:
-            request.META[_COUNTED_META] = (window.key, int(results[2]))
+            request.META[_COUNTED_META] = _Counted(window, int(results[2]))
         return results[0]
 
     def allow_request(self, request: Request, view: Any) -> bool:
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             return True
-        window = RateWindow.of(api_key.pk, self.timer())
-        if window is None:
+        # The authentication's count stands, in its window, whatever the clock says now:
+        # counting again would count a request that crossed into the next window twice,
+        # and cost a second timeout when Redis hangs.
+        counted: _Counted | None = request.META.get(_COUNTED_META)
+        if counted is None:
+            window = RateWindow.of(api_key.pk, self.timer())
+            if window is None:
+                return True
+            try:
+                counted = _Counted(window, self._count(window))
+            except RedisUnavailable:
+                counted = _Counted(window, None)
+        if counted.count is None:
+            # Redis is down (core.cache logs it once per back-off): serve the request
+            # unlimited rather than fail it; /health/ready reports Redis unavailable.
             return True
-        self.window_end = window.end
-        counted_key, count = request.META.get(_COUNTED_META, (None, None))
-        try:
-            if counted_key != window.key:
-                count = self._count(window)
-            elif count is None:
-                raise ConnectionError("the cache did not answer the authentication's count")
-        except Exception:
-            # The cache (Redis) is down: serve the request unlimited rather than fail it;
-            # /health/ready reports Redis as unavailable meanwhile.
-            logger.warning("rate limit not checked: the cache is unavailable", exc_info=True)
-            return True
-        if count > window.limit:
+        self.window_end = counted.window.end
+        if counted.count > counted.window.limit:
             logger.info(
                 "rate limit exceeded for API key %s: %d requests this window of %d s",
                 api_key.prefix,
-                count,
-                window.seconds,
+                counted.count,
+                counted.window.seconds,
             )
             return False
         return True
@@ -168,7 +181,7 @@ class ApiKeyRateThrottle(BaseThrottle):
             pipeline = client.pipeline(transaction=False)
             pipeline.set(counter, 0, ex=window.timeout, nx=True)
             pipeline.incr(counter)
-            return int(pipeline.execute()[1])
+            return int(execute(pipeline)[1])
         try:
             return int(cache.incr(window.key))
         except ValueError:  # no counter yet: this is the window's first request

@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError
 from django.test import Client, override_settings
 
+import core.cache
 import core.health
 from accounts.api_keys import api_key_create
 from accounts.models import Merchant
@@ -41,7 +42,7 @@ def closed_port() -> int:
     return port
 
 
-def redis_cache(location: str | None = None) -> dict[str, Any]:
+def redis_cache(location: str | None = None, *, timeout: float = 1) -> dict[str, Any]:
     """CACHES with a Redis default cache and a key prefix of its own, so that counters of
     other runs sharing the Redis database do not meet these tests'."""
     return {
@@ -49,9 +50,21 @@ def redis_cache(location: str | None = None) -> dict[str, Any]:
             "BACKEND": REDIS_CACHE,
             "LOCATION": location or settings.REDIS_URL,
             "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            "OPTIONS": {"socket_connect_timeout": timeout, "socket_timeout": timeout},
         }
     }
+
+
+@contextlib.contextmanager
+def redis_down(location: str | None = None, *, timeout: float = 1) -> Iterator[None]:
+    """The default cache on a Redis that does not answer (a closed port unless given). The
+    back-off its failure starts (core.cache) ends with the block: later tests ask Redis."""
+    location = location or f"redis://127.0.0.1:{closed_port()}/0"
+    with override_settings(CACHES=redis_cache(location, timeout=timeout)):
+        try:
+            yield
+        finally:
+            core.cache._skip_until = 0.0
 
 
 def locmem_cache() -> dict[str, Any]:
@@ -170,6 +183,32 @@ def test_the_next_window_starts_afresh(
     assert api.get("customers").status_code == 200
 
 
+@override_settings(API_RATE_LIMIT="2/minute", CACHES=redis_cache())
+def test_a_request_crossing_into_the_next_window_is_counted_once_in_the_first(
+    frozen_clock: list[float], api: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert api.api_key is not None
+    api.get("customers")  # the key is now cached: the authentication counts the next ones
+    api.get("customers")
+    window = int(NOW // 60)
+    end = (window + 1) * 60.0
+    # The authentication reads the clock just before the window ends, the throttle after.
+    readings = [end - 0.1]
+    monkeypatch.setattr(
+        ApiKeyRateThrottle,
+        "timer",
+        staticmethod(lambda: readings.pop(0) if readings else end + 0.1),
+    )
+
+    response = api.get("customers")
+
+    assert_error(response, 429, "rate_limit_error")  # the third of two in the first window
+    assert response["Retry-After"] == "1"  # that window has ended
+    counter = f"throttle:api_key:{api.api_key.pk}:60:{{}}"
+    assert caches["default"].get(counter.format(window)) == 3
+    assert caches["default"].get(counter.format(window + 1)) is None
+
+
 @override_settings(API_RATE_LIMIT="2/minute")
 def test_each_api_key_has_its_own_budget(
     cache_backend: str, frozen_clock: list[float], api: ApiClient, merchant: Merchant
@@ -208,7 +247,7 @@ def test_the_limit_can_be_switched_off(
 def test_requests_are_served_when_the_cache_is_down(
     frozen_clock: list[float], api: ApiClient
 ) -> None:
-    with override_settings(CACHES=redis_cache(f"redis://127.0.0.1:{closed_port()}/0")):
+    with redis_down():
         for _ in range(3):
             assert api.get("customers").status_code == 200
 
