@@ -13,7 +13,8 @@ SECRET_KEY = env.str("SECRET_KEY", default="demo-insecure-secret-key-change-me")
 DEBUG = env.bool("DEBUG", default=True)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 # Behind a proxy that terminates TLS and always sets X-Forwarded-Proto (and strips a
-# client's own): requests it marks https are secure (HSTS, secure cookies, redirects).
+# client's own): requests it marks https are secure (request.is_secure(), which the admin's
+# CSRF Origin check needs). Trusted from any peer: only with such a proxy in front.
 if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

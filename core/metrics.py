@@ -8,13 +8,17 @@ labels and buckets, so dashboards and alerts built on those keep working. The ot
 not defined at all: /metrics shows no series that never move (docs/operations.md).
 """
 
+import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django_prometheus.conf import NAMESPACE, PROMETHEUS_LATENCY_BUCKETS
 from prometheus_client import Counter, Histogram
+
+logger = logging.getLogger(__name__)
 
 # Defined once per process (at import), like django-prometheus's Metrics singleton: every
 # test Client builds its own middleware chain, and a second registration would fail.
@@ -68,7 +72,9 @@ def _method(request: HttpRequest) -> str:
 class PrometheusMiddleware:
     """The outermost middleware: counts each response by status, view and method and
     times the whole request (every other middleware included); process_exception counts
-    the exceptions views raise, as django-prometheus does."""
+    the exceptions views raise, as django-prometheus does. Metrics never fail a request:
+    when they cannot be written (the multiprocess directory gone or full) the request is
+    answered anyway and the first failure is logged."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]):
         self.get_response = get_response
@@ -79,10 +85,26 @@ class PrometheusMiddleware:
         duration = time.perf_counter() - start
         view = _view_name(request)
         method = _method(request)
-        RESPONSES_BY_STATUS_VIEW_METHOD.labels(str(response.status_code), view, method).inc()
-        LATENCY_BY_VIEW_METHOD.labels(view, method).observe(duration)
+        with _never_failing():
+            RESPONSES_BY_STATUS_VIEW_METHOD.labels(str(response.status_code), view, method).inc()
+            LATENCY_BY_VIEW_METHOD.labels(view, method).observe(duration)
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
-        EXCEPTIONS_BY_TYPE.labels(type(exception).__name__).inc()
-        EXCEPTIONS_BY_VIEW.labels(_view_name(request)).inc()
+        with _never_failing():
+            EXCEPTIONS_BY_TYPE.labels(type(exception).__name__).inc()
+            EXCEPTIONS_BY_VIEW.labels(_view_name(request)).inc()
+
+
+_failure_logged = False
+
+
+@contextlib.contextmanager
+def _never_failing() -> Iterator[None]:
+    global _failure_logged
+    try:
+        yield
+    except Exception:
+        if not _failure_logged:  # once per process: every request would fail the same way
+            _failure_logged = True
+            logger.exception("request metrics not recorded (PROMETHEUS_MULTIPROC_DIR?)")

@@ -5,30 +5,32 @@ from typing import Any
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.utils.http import parse_header_parameters
 
+# Query strings are ASCII (percent-encoded); a charset that does not read ASCII as ASCII
+# is no charset a client of this API means.
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
-def _is_text_encoding(name: str) -> bool:
+
+def _reads_ascii(name: str) -> bool:
     try:
-        b"a".decode(name)  # not b"": decoding nothing skips the codec's checks
-    except LookupError:  # unknown, or a bytes-to-bytes or text-to-text codec (rot13, base64)
+        return _PRINTABLE_ASCII.decode(name) == _PRINTABLE_ASCII.decode("ascii")
+    except (LookupError, UnicodeError):  # unknown, not a text encoding (rot13), or broken
         return False
-    except UnicodeError:  # a text encoding this one byte is not valid in (UTF-16)
-        return True
-    return True
 
 
 class Request(WSGIRequest):
-    """Django's request, except that `Content-Type: …; charset=rot13` (a codec, but not a
-    text encoding) is ignored like an unknown charset. Django would take it and fail to
-    decode the query string while building the request, before any middleware or error
-    handler runs: the client got no response at all."""
+    """Django's request, except that a `charset` that is no ASCII-compatible text encoding
+    (`rot13`, `base64`, `utf-16`, `undefined`) is ignored like an unknown one, and that the
+    query string is decoded when first read, not while the request is built. Django took
+    such a charset and decoded the query string at once, failing (also on more than 1,000
+    query fields) before any middleware or error handler ran: the client got no answer."""
 
     def _set_content_type_params(self, meta: dict[str, Any]) -> None:
         self.content_type, self.content_params = parse_header_parameters(
             meta.get("CONTENT_TYPE", "")
         )
         charset = self.content_params.get("charset")
-        if charset is not None and _is_text_encoding(charset):
-            self.encoding = charset
+        if charset is not None and _reads_ascii(charset):
+            self._encoding = charset  # not the `encoding` setter, which reads GET at once
 
 
 class Handler(WSGIHandler):

@@ -937,7 +937,7 @@ def _wait_ready(server: RunningServer, path: str, headers: dict[str, str]) -> ht
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to uWSGI's master, which (die-on-term, uwsgi.ini) stops its workers and
+    """SIGTERM to uWSGI's master, which (its SIGTERM hook, uwsgi.ini) stops its workers and
     exits; then SIGKILL to its process group, which holds the server's processes only (it
     was started in a session of its own): to all of them when the master did not exit in
     time, else to any worker left behind. The master is reaped last (see `_exit_status`)."""

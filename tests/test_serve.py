@@ -16,7 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
+from django.db import connection
 
+from accounts.api_keys import api_key_create
+from accounts.services import merchant_create
+from payments.api_benchmark import database_url
 from tests.servers import free_port, uwsgi_pids
 
 SERVE = Path(settings.BASE_DIR) / "bin" / "serve"
@@ -78,7 +82,7 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path, worker
 
 @contextlib.contextmanager
 def serving(
-    tmp_path: Path, port: int, workers: int
+    tmp_path: Path, port: int, workers: int, **env: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """bin/serve with `workers` processes, up and with the app loaded in each; killed on the
     way out if the test has not stopped it."""
@@ -86,7 +90,7 @@ def serving(
     with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603 - our own script
             [SERVE],
-            env=serve_env(tmp_path, port, WEB_CONCURRENCY=str(workers)),
+            env=serve_env(tmp_path, port, WEB_CONCURRENCY=str(workers), **env),
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -170,3 +174,64 @@ def test_headers_up_to_64_kib_are_served(tmp_path: Path) -> None:
             trust_env=False,
         )
     assert response.status_code == 200
+
+
+@pytest.mark.slow
+def test_sighup_reloads_and_serves_again(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/health/live"
+    with serving(tmp_path, port, workers=1) as (process, log):
+        process.send_signal(signal.SIGHUP)
+        # The master restarts itself (same pid) and loads the app in a new worker.
+        _wait_until_up(process, url, log, workers=2)
+        after = httpx.get(url, trust_env=False)
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=30)
+
+    assert "binary reloading uWSGI" in log.read_text()
+    assert after.status_code == 200
+    assert status == 0
+
+
+def _closed(client: socket.socket) -> bool:
+    """Whether the server has closed (or reset) the connection (having answered nothing)."""
+    try:
+        return client.recv(65536, socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:  # open, nothing to read
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_client_trickling_its_body_loses_its_worker_at_the_timeout(tmp_path: Path) -> None:
+    # A key the server can see (committed, in the test database): the API reads the body.
+    _, secret = api_key_create(merchant=merchant_create(name="Trickle"))
+    port = free_port()
+    with serving(
+        tmp_path,
+        port,
+        workers=1,
+        SERVER_TIMEOUT="2",
+        DATABASE_URL=database_url(connection.settings_dict),
+        API_KEY_HASH_SECRET=settings.API_KEY_HASH_SECRET,
+    ):
+        client = socket.create_connection(("127.0.0.1", port), timeout=30)
+        client.sendall(
+            b"POST /api/v1/customers HTTP/1.1\r\nHost: localhost\r\n"
+            b"Authorization: Bearer " + secret.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        started = time.monotonic()
+        while time.monotonic() - started < 15 and not _closed(client):
+            with contextlib.suppress(OSError):
+                client.sendall(b" ")  # a byte every half second: 50 s for the whole body
+            time.sleep(0.5)
+        held = time.monotonic() - started
+        client.close()
+        # The worker was replaced; the server answers again.
+        answered = httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=30, trust_env=False)
+
+    assert held < 8  # the 2 s timeout (uWSGI checks it every second or so), not 15 s
+    assert answered.status_code == 200

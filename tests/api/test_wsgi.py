@@ -2,6 +2,7 @@
 input in the request line or headers still gets an answer in the API's error format."""
 
 import io
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ from django.db import close_old_connections
 from config.wsgi import application
 
 
-def _call(**environ: str) -> tuple[str, dict[str, str], bytes]:
+def _call(**environ: Any) -> tuple[str, dict[str, str], bytes]:
     answer: dict[str, Any] = {}
 
     def start_response(
@@ -23,6 +24,7 @@ def _call(**environ: str) -> tuple[str, dict[str, str], bytes]:
         return lambda data: None
 
     body = environ.pop("body", "").encode()
+    body = environ.pop("body_bytes", body)
     base = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": "/",
@@ -57,7 +59,9 @@ def _call(**environ: str) -> tuple[str, dict[str, str], bytes]:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("charset", ["rot13", "base64", "zlib", "hex", "nonexistent"])
+@pytest.mark.parametrize(
+    "charset", ["rot13", "base64", "zlib", "hex", "undefined", "punycode", "utf-16", "nonexistent"]
+)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_charset_that_is_no_text_encoding_gets_an_answer(
     charset: str, method: str, api: Any
@@ -72,3 +76,28 @@ def test_a_charset_that_is_no_text_encoding_gets_an_answer(
     )
     assert status.split()[0] in ("200", "201"), (status, content)
     assert headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.django_db
+def test_a_charset_with_too_many_query_fields_is_a_400(api: Any) -> None:
+    status, _, content = _call(
+        PATH_INFO="/api/v1/customers",
+        QUERY_STRING="&".join(f"x{index}=1" for index in range(1_001)),
+        CONTENT_TYPE="application/json; charset=latin-1",
+        HTTP_AUTHORIZATION=f"Bearer {api.secret}",
+    )
+    assert status.startswith("400 "), (status, content)
+    assert b'"request_malformed"' in content
+
+
+@pytest.mark.django_db
+def test_a_usable_charset_is_still_used(api: Any) -> None:
+    status, _, content = _call(
+        REQUEST_METHOD="POST",
+        PATH_INFO="/api/v1/customers",
+        CONTENT_TYPE="application/json; charset=latin-1",
+        HTTP_AUTHORIZATION=f"Bearer {api.secret}",
+        body_bytes='{"name": "Zoë"}'.encode("latin-1"),
+    )
+    assert status.startswith("201 "), (status, content)
+    assert json.loads(content)["name"] == "Zoë"

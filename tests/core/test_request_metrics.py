@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import path
 
 from config.urls import urlpatterns as project_urlpatterns
+from core import metrics
 from tests import prometheus
 from tests.prometheus import Samples
 
@@ -73,3 +74,20 @@ def test_probes_and_admin_pages_are_counted_too(client: Client) -> None:
 
     assert added(prometheus.RESPONSES, status="200", view="health-live", method="GET") == 1
     assert added(prometheus.RESPONSES, status="200", view="admin:login", method="GET") == 1
+
+
+def test_a_metric_that_cannot_be_written_fails_no_request(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As when the multiprocess directory is gone or the disk is full.
+    def unwritable(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(metrics.RESPONSES_BY_STATUS_VIEW_METHOD, "labels", unwritable)
+    monkeypatch.setattr(metrics, "_failure_logged", False)
+
+    first, second = client.get("/health/live"), client.get("/health/live")
+
+    assert first.status_code == second.status_code == 200
+    logged = [r for r in caplog.records if r.name == "core.metrics"]
+    assert len(logged) == 1  # once, not once a request
