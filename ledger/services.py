@@ -14,7 +14,7 @@ from accounts.models import Account, AccountKind, AccountStatus, SystemPurpose
 from accounts.system import system_account_get
 from audit.services import audit_log_build, audit_log_record
 from core.amounts import validate_amount
-from core.db import insert_rows, insert_rows_together
+from core.db import insert_rows, insert_rows_together, retry_on_conflict
 from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
 from core.validation import REASON_MAX_LENGTH, max_length_of, validate_text
 from ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind
@@ -177,6 +177,7 @@ def _add_to_accounts(deltas: list[tuple[int, int, int]]) -> None:
         )
 
 
+@retry_on_conflict
 def ledger_transaction_reverse(
     *, ledger_transaction: LedgerTransaction, description: str = ""
 ) -> LedgerTransaction:
@@ -206,6 +207,7 @@ def ledger_transaction_reverse(
         raise
 
 
+@retry_on_conflict
 def adjustment_post(*, account: Account, amount: int, reason: str) -> LedgerTransaction:
     """An operator's manual correction: credit (amount > 0) or debit (amount < 0) `account`
     against the settlement system account of its currency. The reason is required and

@@ -11,6 +11,8 @@ from pytest_django.fixtures import Settings
 
 from accounts.models import Account
 from core.db import retry_on_conflict
+from ledger import services as ledger_services
+from ledger.models import LedgerTransaction
 from tests.factories import AccountFactory
 
 
@@ -148,3 +150,33 @@ def test_real_deadlock_in_postgresql_is_retried() -> None:
 
     assert errors == []
     assert sorted(attempts.values()) == [1, 2]  # PostgreSQL aborted one; it ran again
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("operation", ["adjustment", "reversal"])
+def test_adjustments_and_reversals_are_retried_after_a_deadlock(
+    operation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = AccountFactory.create(currency="USD")
+    funding = ledger_services.adjustment_post(account=account, amount=500, reason="funding")
+    post = ledger_services.ledger_transaction_post
+    attempts = Counter[str]()
+
+    def deadlocks_once(**kwargs: object) -> LedgerTransaction:
+        attempts["post"] += 1
+        if attempts["post"] == 1:
+            raise _conflict()
+        return post(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger_services, "ledger_transaction_post", deadlocks_once)
+    if operation == "adjustment":
+        ledger_services.adjustment_post(account=account, amount=200, reason="goodwill")
+        expected_balance = 700
+    else:
+        ledger_services.ledger_transaction_reverse(ledger_transaction=funding)
+        expected_balance = 0
+
+    assert attempts["post"] == 2
+    account.refresh_from_db()
+    assert account.balance == expected_balance
+    assert LedgerTransaction.objects.count() == 2  # the funding and one more, not two
