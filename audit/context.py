@@ -2,9 +2,14 @@
 
 import contextlib
 import contextvars
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
+
+from django.http import HttpRequest
+
+logger = logging.getLogger(__name__)
 
 
 class ActorType:
@@ -65,3 +70,46 @@ def rebind(**changes: Any) -> None:
     if not current.bound:
         raise RuntimeError("audit context rebind() called outside a bind() block")
     _current.set(replace(current, **changes))
+
+
+# Where `audit_log_after_response` leaves its rows on the request, for audit.middleware.
+_PENDING_ATTR = "_audit_rows_after_response"
+
+
+def audit_log_after_response(request: HttpRequest, **fields: Any) -> None:
+    """Note an audit row (the fields of `audit.services.audit_log_build`) to insert once
+    the response is sent (audit.middleware), with the actor and request context bound now:
+    it survives the request's own transaction being rolled back, and adds nothing to the
+    time the response takes."""
+    pending: list[tuple[AuditContext, dict[str, Any]]] = request.__dict__.setdefault(
+        _PENDING_ATTR, []
+    )
+    pending.append((current_context(), fields))
+
+
+def audit_log_pending(request: HttpRequest) -> list[tuple[AuditContext, dict[str, Any]]]:
+    """The rows noted by `audit_log_after_response` on this request, oldest first."""
+    return list(request.__dict__.get(_PENDING_ATTR, []))
+
+
+def audit_log_write_pending(pending: list[tuple[AuditContext, dict[str, Any]]]) -> None:
+    """Insert rows noted by `audit_log_after_response`, each in its own statement, in
+    autocommit (the request's transactions are over). A failed insert is logged, not
+    raised: the response is already sent, and the other rows are still written."""
+    # Imported here: audit.models imports this module.
+    from audit.services import audit_log_record
+
+    for noted, fields in pending:
+        try:
+            with bind(
+                actor_type=noted.actor_type,
+                actor=noted.actor,
+                request_id=noted.request_id,
+                ip_address=noted.ip_address,
+                user_agent=noted.user_agent,
+            ):
+                audit_log_record(**fields)
+        except Exception:
+            logger.exception(
+                "audit row %s of request %s not written", fields.get("action"), noted.request_id
+            )

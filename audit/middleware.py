@@ -1,5 +1,6 @@
 """Binds the request's id, client address and user agent to every audit row it writes."""
 
+import functools
 import ipaddress
 import uuid
 from collections.abc import Callable
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from audit import context
-from audit.context import ActorType
+from audit.context import ActorType, audit_log_pending, audit_log_write_pending
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # Where RequestIdMiddleware leaves the id it settled on, for the middleware inside it and
@@ -62,6 +63,13 @@ class AuditContextMiddleware:
         ):
             response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
+        pending = audit_log_pending(request)
+        if pending:
+            # Rows noted with `audit_log_after_response`: written once the body is sent
+            # (the server calls response.close(), which runs these closers, before the
+            # request_finished signal), outside the request's rolled-back transaction.
+            closer = functools.partial(audit_log_write_pending, pending)
+            response._resource_closers.append(closer)  # type: ignore[attr-defined]
         return response
 
 

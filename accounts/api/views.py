@@ -19,6 +19,7 @@ from accounts.api.serializers import (
 )
 from accounts.models import Account, AccountKind, AccountStatus, Customer
 from accounts.services import account_create, customer_create
+from core.api.fields import foreign_object_check
 from core.api.filters import CreatedFilterSet, CurrencyFilter
 from core.api.idempotency import idempotent
 from core.api.views import MerchantScopedViewSet
@@ -85,6 +86,7 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantS
             # Tenancy as everywhere (the key's merchant), with no account object to build.
             found = wallet_balance_now(merchant=self.merchant, public_id=id)
             if found is None:
+                foreign_object_check(request, Account, id, param=None)
                 raise Http404
             balance = found
         return Response(asdict(balance))

@@ -7,8 +7,11 @@ from typing import Any
 
 from django.db.models import Model, QuerySet
 from rest_framework import serializers
+from rest_framework.request import Request
 
+from audit.context import audit_log_after_response
 from core.amounts import MAX_AMOUNT
+from core.api.authentication import ApiKeyPrincipal
 from core.currencies import normalize_currency
 from core.db import select_many
 from core.exceptions import DomainError, NotFound
@@ -18,6 +21,37 @@ from core.validation import validate_metadata, validate_text
 API_TEXT_MAX_LENGTH = 10_000
 # The shape of a public id (`acct_` + base62, core.ids); anything else names no object.
 PUBLIC_ID = re.compile(r"[0-9A-Za-z_]{1,64}")
+
+
+def foreign_object_check(
+    request: Request, model: type[Model], public_id: str, *, param: str | None
+) -> None:
+    """RELIABILITY B8: the caller's lookup of `public_id` found nothing, and is about to
+    answer 404. When the object exists but is not the caller's (another merchant's, or a
+    platform system account), note the denied attempt, written after the response. One
+    query, the same for a missing id, so the answer takes no longer for a foreign one."""
+    principal = request.user
+    if not isinstance(principal, ApiKeyPrincipal):
+        return
+    # Not the caller's own (one left out by a filter or by `only`): that is no attempt.
+    foreign = model._default_manager.filter(public_id=public_id).exclude(
+        merchant_id=principal.merchant.pk
+    )
+    if not foreign.exists():
+        return
+    audit_log_after_response(
+        request._request,
+        action="api_key.foreign_object_denied",
+        object_type="api_key",
+        object_id=principal.api_key.prefix,
+        new_values={
+            "method": request.method,
+            "path": request.path,
+            "object": public_id,
+            "param": param,
+        },
+        reason="an API key named another merchant's object",
+    )
 
 
 def _field_error(check: Callable[..., Any], value: Any, **kwargs: Any) -> Any:
@@ -112,6 +146,7 @@ class MerchantObjectField(serializers.SlugRelatedField):
         assert isinstance(parent, StrictSerializer)  # noqa: S101 - see the docstring
         found = parent.merchant_objects.get(str(self.field_name))
         if found is None:
+            foreign_object_check(self.context["request"], self.model, data, param=self.field_name)
             raise NotFound(
                 f"No such object: {data!r}", code="resource_missing", param=self.field_name
             )

@@ -1,13 +1,14 @@
 from typing import Any, NoReturn
 
 from django.db.models import QuerySet
+from django.http import Http404
 from rest_framework import exceptions, permissions, viewsets
 from rest_framework.request import Request
 
 from accounts.api_keys import api_key_write_refused
 from accounts.models import Merchant
 from core.api.authentication import ApiKeyPrincipal
-from core.api.fields import PUBLIC_ID
+from core.api.fields import PUBLIC_ID, foreign_object_check
 
 
 class MerchantScopedViewSet(viewsets.GenericViewSet):
@@ -58,3 +59,14 @@ class MerchantScopedViewSet(viewsets.GenericViewSet):
 
     def get_queryset(self) -> QuerySet[Any]:
         return super().get_queryset().filter(**{self.merchant_field: self.merchant})
+
+    def get_object(self) -> Any:
+        try:
+            return super().get_object()
+        except Http404:
+            # Still the plain 404; another merchant's id is audited (RELIABILITY B8).
+            model = self.get_queryset().model
+            foreign_object_check(
+                self.request, model, str(self.kwargs[self.lookup_url_kwarg]), param=None
+            )
+            raise

@@ -2,7 +2,7 @@
 assertion, and row counts to prove that a refused request wrote nothing."""
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db.models import Model
@@ -132,3 +132,37 @@ COUNTED: tuple[type[Model], ...] = (
 def row_counts() -> dict[str, int]:
     """Rows in every table an API write could touch."""
     return {model.__name__: model._default_manager.count() for model in COUNTED}
+
+
+FOREIGN_OBJECT_DENIED = "api_key.foreign_object_denied"
+
+
+def last_audit_id() -> int:
+    """The newest audit row's id (0 for none): rows after it are a request's."""
+    return AuditLog.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def assert_foreign_object_denied(
+    response: HttpResponse,
+    client: ApiClient,
+    *,
+    counts_before: dict[str, int],
+    audit_id_before: int,
+    named: Sequence[tuple[str, str | None]],
+) -> None:
+    """Nothing changed but the audit log, which gained one `api_key.foreign_object_denied`
+    row (RELIABILITY B8) per (public id, body field or None for the path) in `named`, in
+    that order, by the client's key and for this response's request."""
+    assert row_counts() == {**counts_before, "AuditLog": counts_before["AuditLog"] + len(named)}
+    rows = list(AuditLog.objects.filter(id__gt=audit_id_before).order_by("id"))
+    assert [(row.new_values["object"], row.new_values["param"]) for row in rows] == list(named)
+    assert client.api_key is not None
+    prefix = client.api_key.prefix
+    request = response.wsgi_request  # type: ignore[attr-defined]
+    for row in rows:
+        assert (row.action, row.actor_type, row.actor) == (FOREIGN_OBJECT_DENIED, "api_key", prefix)
+        assert (row.object_type, row.object_id) == ("api_key", prefix)
+        assert row.request_id == response["X-Request-Id"]
+        assert row.ip_address == "127.0.0.1"
+        assert (row.new_values["method"], row.new_values["path"]) == (request.method, request.path)
+        assert row.reason == "an API key named another merchant's object"

@@ -10,7 +10,7 @@ tested here or fails `test_every_route_is_covered`:
 """
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,13 @@ from audit.models import Event
 from config import api_urls
 from payments.models import Transfer
 from payments.services import transfer_create
-from tests.api.helpers import ApiClient, assert_error, row_counts
+from tests.api.helpers import (
+    ApiClient,
+    assert_error,
+    assert_foreign_object_denied,
+    last_audit_id,
+    row_counts,
+)
 from tests.factories import AccountFactory, CustomerFactory
 
 
@@ -163,20 +169,24 @@ def _customer_create(world: World, b: ApiClient) -> None:
 
 
 def _account_create(world: World, b: ApiClient) -> None:
+    a_customer = world.a_customer.public_id
     assert_refused_like_missing(
         b,
         "accounts",
-        {"currency": "usd", "customer": world.a_customer.public_id},
+        {"currency": "usd", "customer": a_customer},
         {"currency": "usd", "customer": MISSING_IDS["customer"]},
         param="customer",
+        named=[(a_customer, "customer")],
     )
+    # The unknown parameter is refused before any id is looked up: no attempt to record.
     assert_refused_like_missing(
         b,
         "accounts",
-        {"currency": "usd", "customer": world.a_customer.public_id, "merchant": world.a.public_id},
+        {"currency": "usd", "customer": a_customer, "merchant": world.a.public_id},
         None,
         param=None,
         status=400,
+        named=[],
     )
 
 
@@ -194,12 +204,28 @@ def _transfer_create(world: World, b: ApiClient) -> None:
     missing = MISSING_IDS["account"]
     balances = dict(Account.objects.values_list("public_id", "balance"))
     cases = [
-        (body(a_acct, b_acct), body(missing, b_acct), "source_account"),
-        (body(b_acct, a_acct), body(b_acct, missing), "destination_account"),
-        (body(a_acct, a_other), body(missing, missing), "source_account"),
+        (
+            body(a_acct, b_acct),
+            body(missing, b_acct),
+            "source_account",
+            [(a_acct, "source_account")],
+        ),
+        (
+            body(b_acct, a_acct),
+            body(b_acct, missing),
+            "destination_account",
+            [(a_acct, "destination_account")],
+        ),
+        (
+            body(a_acct, a_other),
+            body(missing, missing),
+            "source_account",
+            # The first refused field ends the request: its id alone is looked for.
+            [(a_acct, "source_account")],
+        ),
     ]
-    for refused, like, param in cases:
-        assert_refused_like_missing(b, "transfers", refused, like, param=param)
+    for refused, like, param, named in cases:
+        assert_refused_like_missing(b, "transfers", refused, like, param=param, named=named)
     assert dict(Account.objects.values_list("public_id", "balance")) == balances
 
 
@@ -217,16 +243,21 @@ def assert_refused_like_missing(
     like_missing: dict[str, Any] | None,
     *,
     param: str | None,
+    named: Sequence[tuple[str, str | None]],
     status: int = 404,
 ) -> None:
-    """B's POST with A's ids is refused as if the ids did not exist, and writes nothing."""
-    before = row_counts()
+    """B's POST with A's ids is refused as if the ids did not exist, and writes nothing but
+    the audit rows of the denied attempt, one per (id, body field) in `named`."""
+    before, audit_before = row_counts(), last_audit_id()
     response = client.post(path, body)
     if status == 404:
         error = assert_error(response, 404, "not_found", param=param)
     else:
         error = assert_error(response, status, "invalid_request_error")
-    assert row_counts() == before, path
+    assert_foreign_object_denied(
+        response, client, counts_before=before, audit_id_before=audit_before, named=named
+    )
+    before = row_counts()
     if like_missing is not None:
         missing = assert_error(client.post(path, like_missing), 404, "not_found", param=param)
         assert (error["type"], error["code"], error["param"]) == (
@@ -279,11 +310,20 @@ def test_another_merchants_id_in_the_path_is_404_like_a_missing_one(
     basename = name.rsplit("-", 1)[0]
     a_path = reverse(name, kwargs={"id": world.a_object_id(basename)})
     missing_path = reverse(name, kwargs={"id": MISSING_IDS[basename]})
+    a_id = world.a_object_id(basename)
     if method == "get":  # the matrix is not vacuous: A itself gets its object
         assert api.get(a_path).status_code == 200
-    before = row_counts()
+    before, audit_before = row_counts(), last_audit_id()
 
     response = call(other_merchant_api, method, a_path)
+    assert_foreign_object_denied(
+        response,
+        other_merchant_api,
+        counts_before=before,
+        audit_id_before=audit_before,
+        named=[(a_id, None)],
+    )
+    before = row_counts()
     like_missing = call(other_merchant_api, method, missing_path)
 
     assert_error(response, 404, "not_found", param=None)
@@ -291,7 +331,7 @@ def test_another_merchants_id_in_the_path_is_404_like_a_missing_one(
         like_missing.status_code,
         json.loads(like_missing.content),
     )
-    assert row_counts() == before
+    assert row_counts() == before  # a missing id is no attempt on anyone's object
 
 
 LIST_QUERIES = [
@@ -366,9 +406,19 @@ def test_the_platforms_system_accounts_are_no_merchants(world, api):
     for path in [
         f"accounts/{settlement.public_id}",
         f"accounts/{settlement.public_id}/balance",
+        f"accounts/{settlement.public_id}/balance?as_of=2020-01-01T00:00:00Z",
         f"accounts/{settlement.public_id}/entries",
     ]:
-        assert_error(api.get(path), 404, "not_found")
+        before, audit_before = row_counts(), last_audit_id()
+        response = api.get(path)
+        assert_error(response, 404, "not_found")
+        assert_foreign_object_denied(
+            response,
+            api,
+            counts_before=before,
+            audit_id_before=audit_before,
+            named=[(settlement.public_id, None)],
+        )
     for field in ["source_account", "destination_account"]:
         body = {
             "source_account": world.a_account.public_id,
@@ -377,4 +427,6 @@ def test_the_platforms_system_accounts_are_no_merchants(world, api):
             "currency": "USD",
             field: settlement.public_id,
         }
-        assert_refused_like_missing(api, "transfers", body, None, param=field)
+        assert_refused_like_missing(
+            api, "transfers", body, None, param=field, named=[(settlement.public_id, field)]
+        )
