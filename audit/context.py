@@ -61,6 +61,16 @@ def bind(**changes: Any) -> Iterator[AuditContext]:
         _current.reset(token)
 
 
+@contextlib.contextmanager
+def _restored(context: AuditContext) -> Iterator[None]:
+    """Within the block, the context is `context`, one captured earlier."""
+    token = _current.set(replace(context, bound=True))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 def rebind(**changes: Any) -> None:
     """Change fields of the context bound by the enclosing `bind` block (the request's),
     e.g. once authentication has said who the caller is. That block's exit undoes it.
@@ -101,13 +111,7 @@ def audit_log_write_pending(pending: list[tuple[AuditContext, dict[str, Any]]]) 
 
     for noted, fields in pending:
         try:
-            with bind(
-                actor_type=noted.actor_type,
-                actor=noted.actor,
-                request_id=noted.request_id,
-                ip_address=noted.ip_address,
-                user_agent=noted.user_agent,
-            ):
+            with _restored(noted):
                 audit_log_record(**fields)
         except Exception:
             logger.exception(

@@ -166,3 +166,13 @@ def assert_foreign_object_denied(
         assert row.ip_address == "127.0.0.1"
         assert (row.new_values["method"], row.new_values["path"]) == (request.method, request.path)
         assert row.reason == "an API key named another merchant's object"
+
+
+def transfer_body(source: str, destination: str, amount: int = 100) -> dict[str, Any]:
+    """A transfer request between two account ids, in USD."""
+    return {
+        "source_account": source,
+        "destination_account": destination,
+        "amount": amount,
+        "currency": "USD",
+    }

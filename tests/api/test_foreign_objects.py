@@ -28,18 +28,10 @@ from tests.api.helpers import (
     assert_foreign_object_denied,
     last_audit_id,
     row_counts,
+    transfer_body,
 )
 
 MISSING_ACCOUNT = "acct_0000000000000000000000"
-
-
-def _transfer(source: str, destination: str) -> dict[str, Any]:
-    return {
-        "source_account": source,
-        "destination_account": destination,
-        "amount": 100,
-        "currency": "USD",
-    }
 
 
 @pytest.mark.parametrize(
@@ -111,7 +103,7 @@ def test_a_missing_id_records_nothing(api, funded_account):
     for path in [f"accounts/{MISSING_ACCOUNT}", f"accounts/{MISSING_ACCOUNT}/balance"]:
         assert_error(api.get(path), 404, "not_found")
     assert_error(
-        api.post("transfers", _transfer(MISSING_ACCOUNT, mine)),
+        api.post("transfers", transfer_body(MISSING_ACCOUNT, mine)),
         404,
         "not_found",
         param="source_account",
@@ -178,7 +170,7 @@ def test_a_foreign_id_in_a_transfer_body_is_audited_though_nothing_commits(
     headers = {} if idempotency_key is None else {"HTTP_IDEMPOTENCY_KEY": idempotency_key}
     before, audit_before = row_counts(), last_audit_id()
 
-    response = api.post("transfers", _transfer(theirs.public_id, mine.public_id), **headers)
+    response = api.post("transfers", transfer_body(theirs.public_id, mine.public_id), **headers)
 
     assert_error(response, 404, "not_found", param="source_account")
     assert_foreign_object_denied(
@@ -200,7 +192,7 @@ def test_a_platform_system_account_is_audited_too(api, funded_account):
     before, audit_before = row_counts(), last_audit_id()
 
     response = api.post(
-        "transfers", _transfer(mine, settlement.public_id), HTTP_IDEMPOTENCY_KEY="sys-1"
+        "transfers", transfer_body(mine, settlement.public_id), HTTP_IDEMPOTENCY_KEY="sys-1"
     )
 
     assert_error(response, 404, "not_found", param="destination_account")

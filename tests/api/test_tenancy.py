@@ -29,6 +29,7 @@ from tests.api.helpers import (
     assert_foreign_object_denied,
     last_audit_id,
     row_counts,
+    transfer_body,
 )
 from tests.factories import AccountFactory, CustomerFactory
 
@@ -191,34 +192,26 @@ def _account_create(world: World, b: ApiClient) -> None:
 
 
 def _transfer_create(world: World, b: ApiClient) -> None:
-    def body(source: str, destination: str) -> dict[str, Any]:
-        return {
-            "source_account": source,
-            "destination_account": destination,
-            "amount": 100,
-            "currency": "USD",
-        }
-
     a_acct, a_other = world.a_account.public_id, world.a_other_account.public_id
     b_acct = world.b_account.public_id
     missing = MISSING_IDS["account"]
     balances = dict(Account.objects.values_list("public_id", "balance"))
     cases = [
         (
-            body(a_acct, b_acct),
-            body(missing, b_acct),
+            transfer_body(a_acct, b_acct),
+            transfer_body(missing, b_acct),
             "source_account",
             [(a_acct, "source_account")],
         ),
         (
-            body(b_acct, a_acct),
-            body(b_acct, missing),
+            transfer_body(b_acct, a_acct),
+            transfer_body(b_acct, missing),
             "destination_account",
             [(a_acct, "destination_account")],
         ),
         (
-            body(a_acct, a_other),
-            body(missing, missing),
+            transfer_body(a_acct, a_other),
+            transfer_body(missing, missing),
             "source_account",
             # The first refused field ends the request: its id alone is looked for.
             [(a_acct, "source_account")],
