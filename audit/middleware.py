@@ -74,9 +74,10 @@ class AuditContextMiddleware:
 
 
 class RequestIdMiddleware:
-    """The outermost middleware: settles the request's id once (the client's X-Request-Id
-    when usable) and puts it on every response and log line, also those made by middleware
-    that runs before AuditContextMiddleware (a redirect, a refused Host header)."""
+    """Outermost but for the metrics and the access log: settles the request's id once (the
+    client's X-Request-Id when usable) and puts it on every response and log line, also
+    those made by middleware that runs before AuditContextMiddleware (a redirect, a refused
+    Host header)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response

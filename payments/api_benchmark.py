@@ -1,5 +1,6 @@
 """HTTP load on the public API through the real server: transfers and balance reads from
-concurrent keep-alive clients, timed per request, and the money counted afterwards.
+concurrent closed-loop clients (each reconnecting when the server closes the connection,
+as bin/serve does after every response), timed per request, and the money counted afterwards.
 
 Used by `manage.py bench_api` (see docs/benchmarks.md). The command's process does the
 setup (a bench merchant, its API key, the funding — operators fund, the API cannot) and

@@ -67,8 +67,9 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
         "Up to 255 printable ASCII characters (a V4 UUID is a good choice), scoped to the "
         "merchant and kept at least 24 hours. A retry with the same key and the same request "
         "gets the first response again, status and body byte for byte, with "
-        "`Idempotent-Replayed: true`, and moves nothing more. Validation errors (400) and "
-        "server errors (500) are not kept: retry them with the same key."
+        "`Idempotent-Replayed: true`, and moves nothing more. Only successes and declines "
+        "(402) are kept: after any other error (400, 404, 500, …) nothing was done, and a "
+        "retry with the same key runs."
     ),
 )
 IDEMPOTENCY_RESPONSES: dict[int, OpenApiResponse] = {

@@ -136,7 +136,8 @@ class MonetaAutoSchema(AutoSchema):
                     "description": "Seconds to wait before retrying.",
                     "required": True,
                 }
-            if idempotent:
+            # Only a success or a decline (402) is stored, so only they are replayed.
+            if idempotent and (status.startswith("2") or status == "402"):
                 headers["Idempotent-Replayed"] = {
                     "schema": {"type": "string", "enum": ["true"]},
                     "description": "Present when this is the stored response to an earlier "

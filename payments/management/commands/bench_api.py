@@ -28,7 +28,7 @@ def _env_pair(value: str) -> tuple[str, str]:
 class Command(AuditedCommand):
     help = (
         "Benchmark the HTTP API: start the production server, bin/serve (unless --url), "
-        "open and fund bench accounts, run N closed-loop keep-alive clients sending "
+        "open and fund bench accounts, run N closed-loop clients sending "
         "transfers and/or balance reads for S seconds, print requests/s, p50 and p99 per "
         "endpoint, then check that money was conserved and the ledger invariants hold "
         "(exit code 1 when not, or on any 5xx). Writes a bench merchant into the database. "
