@@ -13,7 +13,7 @@ _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 def _reads_ascii(name: str) -> bool:
     try:
         return _PRINTABLE_ASCII.decode(name) == _PRINTABLE_ASCII.decode("ascii")
-    except (LookupError, UnicodeError):  # unknown, not a text encoding (rot13), or broken
+    except (LookupError, UnicodeError, ValueError):  # unknown, no text encoding, or broken
         return False
 
 
@@ -25,9 +25,12 @@ class Request(WSGIRequest):
     query fields) before any middleware or error handler ran: the client got no answer."""
 
     def _set_content_type_params(self, meta: dict[str, Any]) -> None:
-        self.content_type, self.content_params = parse_header_parameters(
-            meta.get("CONTENT_TYPE", "")
-        )
+        try:
+            self.content_type, self.content_params = parse_header_parameters(
+                meta.get("CONTENT_TYPE", "")
+            )
+        except ValueError:  # e.g. `charset*=x'y'z`, an RFC 2231 value in no known encoding
+            self.content_type, self.content_params = "", {}
         charset = self.content_params.get("charset")
         if charset is not None and _reads_ascii(charset):
             self._encoding = charset  # not the `encoding` setter, which reads GET at once
