@@ -32,7 +32,10 @@ class ActorType:
 class AuditContext:
     actor_type: str = ActorType.SYSTEM
     actor: str = ""
+    # The merchant an API key acts for (its pk), None for staff, workers and commands.
+    merchant_id: int | None = None
     request_id: str = ""
+    client_request_id: str = ""
     ip_address: str | None = None
     user_agent: str = ""
     # True inside a `bind` block (a request, command or task said who acts); False for the

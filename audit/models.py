@@ -12,6 +12,14 @@ class AuditLog(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     actor = models.CharField(max_length=255, blank=True)
+    # The merchant the actor acted for (an API key's), when there is one.
+    merchant = models.ForeignKey(
+        "accounts.Merchant",
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+    )
     action = models.CharField(max_length=64, db_index=True)
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64)
@@ -20,6 +28,8 @@ class AuditLog(models.Model):
     changed_fields = models.JSONField(default=list, blank=True)
     reason = models.TextField(blank=True)
     request_id = models.CharField(max_length=200, blank=True, db_index=True)
+    # The id the client sent in X-Request-Id, kept beside ours (bounded and validated).
+    client_request_id = models.CharField(max_length=200, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
 

@@ -24,7 +24,9 @@ def audit_log_build(
     return AuditLog(
         actor_type=context.actor_type,
         actor=context.actor,
+        merchant_id=context.merchant_id,
         request_id=context.request_id,
+        client_request_id=context.client_request_id,
         ip_address=context.ip_address,
         user_agent=context.user_agent,
         action=action,

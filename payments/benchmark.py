@@ -379,7 +379,8 @@ BEGIN
         RETURNING id INTO v_ltx;
         INSERT INTO audit_auditlog (created_at, actor_type, actor, action, object_type,
                                     object_id, old_values, new_values, changed_fields,
-                                    reason, request_id, ip_address, user_agent)
+                                    reason, request_id, client_request_id, ip_address,
+                                    user_agent)
         VALUES (v_now, {actor_type}, {actor}, 'ledger_transaction.posted',
                 'ledger_transaction', v_ltx_public, '{{}}',
                 jsonb_build_object(
@@ -390,7 +391,7 @@ BEGIN
                                            'amount', -p_amount, 'currency', v_currency),
                         jsonb_build_object('account', v_destination_public,
                                            'amount', p_amount, 'currency', v_currency))),
-                '["description", "id", "kind", "legs"]', '', {request_id}, NULL, '');
+                '["description", "id", "kind", "legs"]', '', {request_id}, '', NULL, '');
     END IF;
 
     v_data := jsonb_build_object(
@@ -413,12 +414,12 @@ BEGIN
             coalesce(p_failure_code, ''), '', '{{}}', v_ltx, v_now);
     INSERT INTO audit_auditlog (created_at, actor_type, actor, action, object_type,
                                 object_id, old_values, new_values, changed_fields, reason,
-                                request_id, ip_address, user_agent)
+                                request_id, client_request_id, ip_address, user_agent)
     VALUES (v_now, {actor_type}, {actor}, 'transfer.' || v_status, 'transfer', v_public,
             '{{}}', v_data,
             (SELECT jsonb_agg(key ORDER BY key) FROM jsonb_each(v_data)
               WHERE value <> 'null'::jsonb),
-            '', {request_id}, NULL, '');
+            '', {request_id}, '', NULL, '');
     INSERT INTO audit_event (public_id, merchant_id, type, object_type, object_id, data,
                              created_at)
     VALUES ('evt_ref_' || substr(md5(random()::text), 1, 22), v_merchant,
