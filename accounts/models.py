@@ -1,12 +1,19 @@
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from djmoney.models.fields import CurrencyField
 from djmoney.money import Money
 from simple_history.models import HistoricalRecords
 
 from core.currencies import to_money
 from core.history import history_user
-from core.ids import new_account_id, new_customer_id, new_hold_id, new_merchant_id
+from core.ids import (
+    new_account_id,
+    new_api_key_id,
+    new_customer_id,
+    new_hold_id,
+    new_merchant_id,
+)
 
 
 class Merchant(models.Model):
@@ -16,9 +23,22 @@ class Merchant(models.Model):
         max_length=32, unique=True, default=new_merchant_id, editable=False
     )
     name = models.CharField(max_length=200, unique=True)
+    # What the merchant's FX quotes take off the platform's reference rate (100 = 1 %).
+    fx_spread_bps = models.PositiveIntegerField(
+        "FX spread (basis points)",
+        default=0,
+        help_text="Taken off the reference rate in every FX quote: 100 basis points = 1 %.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(fx_spread_bps__lt=10_000), name="merchant_fx_spread_below_100_percent"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -118,6 +138,9 @@ class Account(models.Model):
                 condition=Q(kind=AccountKind.SYSTEM),
                 name="one_system_account_per_currency_and_purpose",
             ),
+            # What ledger entries' (account_id, currency) foreign key points at, so that an
+            # entry can only be in its account's currency (ledger/0003).
+            models.UniqueConstraint(fields=["id", "currency"], name="account_id_currency"),
         ]
 
     def __str__(self) -> str:
@@ -158,7 +181,9 @@ class Hold(models.Model):
     )
     description = models.CharField(max_length=200, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Both from the database's clock, taken under the account's lock (core.db.database_now),
+    # like the entries' times: "balance at time T" compares them.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     closed_at = models.DateTimeField(null=True, blank=True)
     ledger_transaction = models.OneToOneField(
         "ledger.LedgerTransaction",
@@ -188,6 +213,9 @@ class ApiKey(models.Model):
     """A merchant's secret for the API. Only a keyed hash of the secret is stored; the
     secret itself is shown once, when the key is created."""
 
+    # The key's identity in the audit trail and the logs; the prefix is for display only
+    # (4 random characters: not unique).
+    public_id = models.CharField(max_length=32, unique=True, default=new_api_key_id, editable=False)
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=16, db_index=True, editable=False)
@@ -204,4 +232,4 @@ class ApiKey(models.Model):
         verbose_name = "API key"
 
     def __str__(self) -> str:
-        return f"{self.prefix}… ({self.merchant})"
+        return f"{self.public_id} ({self.prefix}…)"

@@ -23,7 +23,7 @@ from accounts.representations import account_data, customer_data, hold_data
 from audit.services import audit_log_record, event_emit
 from core.amounts import MAX_AMOUNT, validate_amount
 from core.currencies import normalize_currency
-from core.db import retry_on_conflict
+from core.db import database_now, retry_on_conflict
 from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
 from core.validation import REASON_MAX_LENGTH, max_length_of, validate_metadata, validate_text
 from ledger.models import LedgerTransactionKind
@@ -229,7 +229,11 @@ def hold_create(
                 f"account {locked.public_id} has {locked.available} available", param="amount"
             )
         hold = Hold.objects.create(
-            account=locked, amount=amount, description=description, expires_at=expires_at
+            account=locked,
+            amount=amount,
+            description=description,
+            expires_at=expires_at,
+            created_at=database_now(),
         )
         Account.objects.filter(pk=locked.pk).update(held=F("held") + amount)
         _hold_changed(hold, "hold.created", old={})
@@ -245,7 +249,7 @@ def _hold_close(*, hold: Hold, status: str, action: str, reason: str = "") -> Ho
         old = hold_data(locked)
         Account.objects.filter(pk=account.pk).update(held=F("held") - locked.amount)
         locked.status = status
-        locked.closed_at = timezone.now()
+        locked.closed_at = database_now()
         locked.save(update_fields=["status", "closed_at"])
         _hold_changed(locked, action, old=old, reason=reason)
     return locked
@@ -282,7 +286,7 @@ def hold_capture(*, hold: Hold, destination: Account, amount: int | None = None)
         locked = hold_lock(hold.pk)
         # Taken under the locks: the entries and the hold's closing share this moment, so
         # the balance at any time counts the captured money once, as held or as moved.
-        now = timezone.now()
+        now = database_now()
         if locked.status != HoldStatus.ACTIVE:
             raise InvalidState(f"hold {locked.public_id} is {locked.status}")
         if locked.expires_at is not None and locked.expires_at <= now:

@@ -200,6 +200,11 @@ WEBHOOKS_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKS_ALLOW_PRIVATE_URLS", default=Tr
 # Ledger reconciliation: a provider clearing account whose balance is further than this
 # from zero (in minor units) is reported as a break by `reconcile_ledger`.
 RECONCILE_CLEARING_THRESHOLD = env.int("RECONCILE_CLEARING_THRESHOLD", default=10_000_000)
+# ... and an FX system account whose open position (its balance, in minor units of its
+# currency) is further than this from zero.
+RECONCILE_FX_POSITION_LIMIT = env.int("RECONCILE_FX_POSITION_LIMIT", default=100_000_000)
+# How long an FX quote's rate is good for (SPEC §3, Multi-currency).
+FX_QUOTE_TTL_SECONDS = env.int("FX_QUOTE_TTL_SECONDS", default=300)
 # How many times a money-moving service retries a transaction that PostgreSQL aborted
 # with a deadlock or serialization failure before the error reaches the caller.
 MONEY_TRANSACTION_RETRIES = env.int("MONEY_TRANSACTION_RETRIES", default=5)

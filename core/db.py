@@ -8,11 +8,13 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections
 from django.db.models import Field, Model
+from django.utils import timezone
 from psycopg import errors as pg_errors
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,18 @@ def retry_on_conflict(func: Callable[P, R]) -> Callable[P, R]:
         raise AssertionError("unreachable")
 
     return wrapper
+
+
+def database_now() -> datetime:
+    """The database server's clock now (`clock_timestamp()`, not the transaction's start).
+    Times that order money (entries, holds) come from here, taken under the rows' locks, so
+    that they agree with the order of the locks whichever application server took them;
+    the demo's SQLite has no such clock and uses this process's."""
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    row = fetch_one("SELECT clock_timestamp()", [])
+    assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
+    return row[0]
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:

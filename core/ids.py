@@ -42,3 +42,11 @@ def new_transfer_id() -> str:
 
 def new_event_id() -> str:
     return new_public_id("evt")
+
+
+def new_fx_quote_id() -> str:
+    return new_public_id("fxq")
+
+
+def new_api_key_id() -> str:
+    return new_public_id("key")

@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models import Q
 from djmoney.models.fields import CurrencyField
 
 from core.ids import new_ledger_transaction_id
@@ -26,9 +27,20 @@ class LedgerTransaction(models.Model):
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The PostgreSQL transaction that inserted the row, stamped by a trigger whatever the
+    # insert says: entries are refused for a transaction created in another one (ledger/0003).
+    created_in_xact = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-id"]
+        constraints = [
+            # A reversal points at what it reverses, and nothing else does.
+            models.CheckConstraint(
+                condition=Q(kind=LedgerTransactionKind.REVERSAL, reverses__isnull=False)
+                | (~Q(kind=LedgerTransactionKind.REVERSAL) & Q(reverses__isnull=True)),
+                name="ledger_transaction_reversal_points_back",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.public_id

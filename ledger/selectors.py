@@ -3,7 +3,8 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q, Sum
+from django.db.models import BigIntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from accounts.models import Account, AccountKind, Hold, Merchant
 from core.db import select_one
@@ -23,9 +24,11 @@ class Balance:
 def account_balance(*, account: Account, as_of: datetime | None = None) -> Balance:
     """The balance now, or as it stood at `as_of`, rebuilt from the ledger.
 
-    An entry's `created_at` is taken after its account is locked, so within one account
-    entry order is time order: the newest entry at or before `as_of` carries the balance.
-    Available subtracts the holds that were active at that moment.
+    Entry and hold times come from the database's clock under the account's lock, so
+    within one account entry order is time order: the newest entry at or before `as_of`
+    carries the balance. Available subtracts the holds that were active at that moment.
+    Both are read in one statement, one snapshot: a capture committing meanwhile (money
+    leaving the holds and entering the entries at once) cannot be seen half done.
     """
     if as_of is None:
         return Balance(
@@ -35,22 +38,35 @@ def account_balance(*, account: Account, as_of: datetime | None = None) -> Balan
             available=account.available,
         )
     newest = (
-        LedgerEntry.objects.filter(account=account, created_at__lte=as_of)
+        LedgerEntry.objects.filter(account=OuterRef("pk"), created_at__lte=as_of)
         .order_by("-id")
-        .values_list("balance_after", flat=True)
-        .first()
+        .values("balance_after")[:1]
     )
-    balance = newest or 0
-    held = Hold.objects.filter(
-        Q(closed_at__isnull=True) | Q(closed_at__gt=as_of),
-        account=account,
-        created_at__lte=as_of,
-    ).aggregate(total=Sum("amount"))["total"]
+    held = (
+        Hold.objects.filter(
+            Q(closed_at__isnull=True) | Q(closed_at__gt=as_of),
+            account=OuterRef("pk"),
+            created_at__lte=as_of,
+        )
+        .order_by()
+        .values("account")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    balance, held_total = (
+        Account.objects.filter(pk=account.pk)
+        .annotate(
+            balance_at=Coalesce(Subquery(newest), Value(0), output_field=BigIntegerField()),
+            held_at=Coalesce(Subquery(held), Value(0), output_field=BigIntegerField()),
+        )
+        .values_list("balance_at", "held_at")
+        .get()
+    )
     return Balance(
         account=account.public_id,
         currency=account.currency,
         balance=balance,
-        available=balance - (held or 0),
+        available=balance - held_total,
     )
 
 

@@ -81,11 +81,16 @@ def ledger_transaction_post(
     section short. `held_deltas` changes accounts' held amounts in the same statement
     (capturing a hold). Raises `AccountInactive` or `InsufficientFunds` with nothing written.
 
-    The entries' `created_at` is the moment the accounts are locked, so that within an
-    account entry order is time order (what "balance at time T" relies on). `posted_at`
-    replaces it, for a caller that must stamp other rows with the same moment (a hold
-    capture's `closed_at`); only a caller that already holds the accounts' locks may pass
-    it, having taken the time after locking them.
+    Each entry's currency is its locked account's, whatever the caller's `Account`
+    instance says: a leg whose instance names another currency is refused (and PostgreSQL
+    refuses an entry in another currency than its account's, ledger/0003).
+
+    The entries' `created_at` is the database's clock once the accounts are locked, so
+    that within an account entry order (ids) is time order, whichever application server
+    posted them (what "balance at time T" relies on). `posted_at` replaces it, for a caller
+    that must stamp other rows with the same moment (a hold capture's `closed_at`); only a
+    caller that already holds the accounts' locks may pass it, having taken it from
+    `core.db.database_now()` after locking them.
     """
     validate_text(
         description, param="description", max_length=max_length_of(LedgerTransaction, "description")
@@ -122,6 +127,14 @@ def _apply_legs(
         balance_deltas[leg.account.pk] += leg.amount
     locked = accounts_lock(balance_deltas.keys() | held_deltas.keys())
 
+    for leg in legs:
+        if leg.account.currency != locked[leg.account.pk].currency:
+            raise ValidationError(
+                f"account {locked[leg.account.pk].public_id} is in "
+                f"{locked[leg.account.pk].currency}, not {leg.account.currency}",
+                code="currency_mismatch",
+                param="account",
+            )
     for pk, account in locked.items():
         if account.status != AccountStatus.ACTIVE:
             raise AccountInactive(
@@ -137,9 +150,11 @@ def _apply_legs(
                     param="amount",
                 )
 
-    _add_to_accounts([(pk, balance_deltas.get(pk, 0), held_deltas.get(pk, 0)) for pk in locked])
+    updated_at = _add_to_accounts(
+        [(pk, balance_deltas.get(pk, 0), held_deltas.get(pk, 0)) for pk in locked]
+    )
 
-    now = posted_at if posted_at is not None else timezone.now()
+    now = posted_at if posted_at is not None else updated_at
     running = {pk: account.balance for pk, account in locked.items()}
     entries = []
     for leg in legs:
@@ -149,7 +164,7 @@ def _apply_legs(
                 transaction=ledger_transaction,
                 account_id=leg.account.pk,
                 amount=leg.amount,
-                currency=leg.account.currency,
+                currency=locked[leg.account.pk].currency,
                 balance_after=running[leg.account.pk],
                 created_at=now,
             )
@@ -157,32 +172,68 @@ def _apply_legs(
     insert_rows(entries)
 
 
-def _add_to_accounts(deltas: list[tuple[int, int, int]]) -> None:
+def _add_to_accounts(deltas: list[tuple[int, int, int]]) -> datetime:
     """Add (balance, held) deltas to locked accounts, in SQL: Python never writes a balance
     it read. On PostgreSQL one statement updates every account, which keeps the locked
-    section short; the demo's SQLite gets one plain update per account."""
+    section short, and returns the database's clock (`clock_timestamp()`, read under the
+    locks), the entries' time; the demo's SQLite gets one plain update per account and this
+    process's clock."""
     if connection.vendor != "postgresql":
         for pk, balance_delta, held_delta in deltas:
             Account.objects.filter(pk=pk).update(
                 balance=F("balance") + balance_delta, held=F("held") + held_delta
             )
-        return
+        return timezone.now()
     values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(deltas))
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE accounts_account AS a"  # noqa: S608 - only placeholders are interpolated
             " SET balance = a.balance + v.balance_delta, held = a.held + v.held_delta"
-            f" FROM (VALUES {values}) AS v(id, balance_delta, held_delta) WHERE a.id = v.id",
+            f" FROM (VALUES {values}) AS v(id, balance_delta, held_delta) WHERE a.id = v.id"
+            " RETURNING clock_timestamp()",
             [value for row in deltas for value in row],
         )
+        return max(row[0] for row in cursor.fetchall())
+
+
+# Ledger transactions that a business object owns: they are reversed through it (e.g.
+# `payments.services.transfer_reverse`), which keeps its status in step with the ledger.
+OWNED_KINDS = frozenset(
+    {
+        LedgerTransactionKind.TRANSFER,
+        LedgerTransactionKind.FX_TRANSFER,
+        LedgerTransactionKind.HOLD_CAPTURE,
+    }
+)
 
 
 @retry_on_conflict
 def ledger_transaction_reverse(
     *, ledger_transaction: LedgerTransaction, description: str = ""
 ) -> LedgerTransaction:
-    """Post the exact opposite of `ledger_transaction`, pointing back at it. A transaction
-    is reversed at most once (a unique constraint holds that under concurrency)."""
+    """Reverse a ledger transaction that only the ledger owns (a manual adjustment). One
+    that a transfer or a hold owns is refused: reverse the transfer instead."""
+    if ledger_transaction.kind in OWNED_KINDS:
+        raise InvalidState(
+            f"{ledger_transaction.public_id} belongs to a {ledger_transaction.get_kind_display()}"
+            "; reverse that instead",
+            code="reverse_through_owner",
+        )
+    return reversal_post(ledger_transaction=ledger_transaction, description=description)
+
+
+def reversal_post(
+    *, ledger_transaction: LedgerTransaction, description: str = ""
+) -> LedgerTransaction:
+    """Post the exact opposite of `ledger_transaction`, pointing back at it: the one
+    posting behind every reversal, for the object that owns the transaction to call in its
+    own transaction. A reversal is never reversed, and a transaction is reversed at most
+    once (PostgreSQL holds both, under concurrency too)."""
+    if ledger_transaction.kind == LedgerTransactionKind.REVERSAL:
+        raise InvalidState(
+            f"{ledger_transaction.public_id} is a reversal; a reversal cannot be reversed",
+            code="reversal_not_reversible",
+        )
     if LedgerTransaction.objects.filter(reverses=ledger_transaction).exists():
         raise InvalidState(
             f"{ledger_transaction.public_id} is already reversed", code="already_reversed"

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from payments.models import Transfer
+from payments.fx import rate_text
+from payments.models import FxQuote, Transfer
 
 
 def transfer_data(transfer: Transfer) -> dict[str, Any]:
@@ -15,7 +16,8 @@ def transfer_data(transfer: Transfer) -> dict[str, Any]:
         "currency": transfer.currency,
         "destination_amount": transfer.destination_amount,
         "destination_currency": transfer.destination_currency,
-        "fx_rate": str(transfer.fx_rate) if transfer.fx_rate is not None else None,
+        "fx_quote": transfer.fx_quote.public_id if transfer.fx_quote else None,
+        "fx_rate": rate_text(transfer.fx_rate) if transfer.fx_rate is not None else None,
         "status": transfer.status,
         "failure_code": transfer.failure_code or None,
         "failure_message": transfer.failure_message or None,
@@ -24,5 +26,18 @@ def transfer_data(transfer: Transfer) -> dict[str, Any]:
         "ledger_transaction": (
             transfer.ledger_transaction.public_id if transfer.ledger_transaction else None
         ),
+        "reversal": transfer.reversal.public_id if transfer.reversal else None,
         "created": transfer.created_at,
+    }
+
+
+def fx_quote_data(quote: FxQuote) -> dict[str, Any]:
+    return {
+        "id": quote.public_id,
+        "object": "fx_quote",
+        "source_currency": quote.source_currency,
+        "destination_currency": quote.destination_currency,
+        "rate": rate_text(quote.rate),
+        "expires_at": quote.expires_at,
+        "created": quote.created_at,
     }

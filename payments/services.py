@@ -1,15 +1,6 @@
 """Transfers: money moved between two accounts of one merchant."""
 
 from collections.abc import Mapping
-from decimal import (
-    ROUND_HALF_EVEN,
-    Context,
-    Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
-    localcontext,
-)
 
 from django.db import transaction
 from django.db.models import Model
@@ -17,56 +8,16 @@ from django.utils import timezone
 
 from accounts.models import Account, AccountKind, Merchant, SystemPurpose
 from accounts.system import system_account_get
-from audit.services import audit_log_build, event_build
+from audit.services import audit_log_build, audit_log_record, event_build, event_emit
 from core.amounts import MAX_AMOUNT, validate_amount
-from core.currencies import minor_units_per_major
 from core.db import insert_rows_together, retry_on_conflict
-from core.exceptions import Declined, ValidationError
-from core.validation import max_length_of, validate_metadata, validate_text
+from core.exceptions import Declined, InvalidState, ValidationError
+from core.validation import REASON_MAX_LENGTH, max_length_of, validate_metadata, validate_text
 from ledger.models import LedgerTransaction, LedgerTransactionKind
-from ledger.services import Leg, ledger_transaction_post
-from payments.models import Transfer, TransferStatus
+from ledger.services import Leg, ledger_transaction_post, reversal_post
+from payments.fx import fx_convert, fx_quote_check
+from payments.models import FxQuote, Transfer, TransferStatus
 from payments.representations import transfer_data
-
-# What Transfer.fx_rate (NUMERIC(24, 12)) stores: below 10^12, at most 12 decimal places.
-FX_RATE_DECIMAL_PLACES = 12
-FX_RATE_LIMIT = Decimal(10) ** 12
-# Enough digits that every product of an amount (13 digits), a rate (24) and a ratio of
-# minor units is exact, whatever the thread's own decimal context says.
-_FX_CONTEXT = Context(
-    prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
-)
-
-
-def fx_convert(
-    *, amount: int, source_currency: str, destination_currency: str, rate: Decimal
-) -> int:
-    """`amount` minor units of the source currency in minor units of the destination at
-    `rate` (destination major units per source major unit), rounded half to even."""
-    with localcontext(_FX_CONTEXT):
-        exact = (
-            Decimal(amount)
-            * rate
-            * minor_units_per_major(destination_currency)
-            / minor_units_per_major(source_currency)
-        )
-        return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
-def _validate_fx_rate(fx_rate: object) -> Decimal:
-    """A positive Decimal that Transfer.fx_rate stores exactly, or a ValidationError."""
-    if not (isinstance(fx_rate, Decimal) and fx_rate.is_finite() and fx_rate > 0):
-        raise ValidationError("fx_rate must be a positive decimal", param="fx_rate")
-    with localcontext(_FX_CONTEXT):
-        within = fx_rate < FX_RATE_LIMIT and fx_rate == fx_rate.quantize(
-            Decimal(1).scaleb(-FX_RATE_DECIMAL_PLACES)
-        )
-    if not within:
-        raise ValidationError(
-            f"fx_rate must be below 10^12 with at most {FX_RATE_DECIMAL_PLACES} decimal places",
-            param="fx_rate",
-        )
-    return fx_rate
 
 
 def _validate_transfer(
@@ -75,12 +26,12 @@ def _validate_transfer(
     source: Account,
     destination: Account,
     amount: int,
-    fx_rate: Decimal | None,
+    fx_quote: FxQuote | None,
     description: str,
     metadata: Mapping[str, str] | None,
-) -> tuple[int, dict[str, str]]:
-    """Refuse a malformed transfer before anything is written; return the amount the
-    destination receives and the metadata to store."""
+) -> dict[str, str]:
+    """Refuse a malformed transfer before anything is written; return the metadata to
+    store."""
     validate_amount(amount)
     validate_text(
         description, param="description", max_length=max_length_of(Transfer, "description")
@@ -93,21 +44,31 @@ def _validate_transfer(
         raise ValidationError(
             "source and destination must be different accounts", param="destination_account"
         )
-    if fx_rate is None:
-        if source.currency != destination.currency:
-            raise ValidationError(
-                "accounts are in different currencies; a cross-currency transfer needs fx_rate",
-                code="currency_mismatch",
-                param="destination_account",
-            )
-        return amount, metadata
-    if source.currency == destination.currency:
-        raise ValidationError("fx_rate is only for cross-currency transfers", param="fx_rate")
+    if source.currency == destination.currency and fx_quote is not None:
+        raise ValidationError(
+            "fx_quote is only for transfers between accounts in two currencies",
+            param="fx_quote",
+        )
+    if source.currency != destination.currency and fx_quote is None:
+        raise ValidationError(
+            f"the accounts are in {source.currency} and {destination.currency}; a "
+            "cross-currency transfer needs an fx_quote (POST /api/v1/fx_quotes)",
+            code="parameter_missing",
+            param="fx_quote",
+        )
+    return metadata
+
+
+def _destination_amount(
+    *, merchant: Merchant, source: Account, destination: Account, amount: int, quote: FxQuote
+) -> int:
+    """What the destination receives at the quote's rate; refused when it rounds to
+    nothing or exceeds the maximum amount."""
     received = fx_convert(
         amount=amount,
         source_currency=source.currency,
         destination_currency=destination.currency,
-        rate=_validate_fx_rate(fx_rate),
+        rate=fx_quote_check(quote=quote, merchant=merchant, source=source, destination=destination),
     )
     if received <= 0:
         raise ValidationError("the converted amount rounds to zero", param="amount")
@@ -116,12 +77,12 @@ def _validate_transfer(
             f"the converted amount exceeds the maximum of {MAX_AMOUNT} minor units",
             param="amount",
         )
-    return received, metadata
+    return received
 
 
 def _transfer_legs(transfer: Transfer) -> list[Leg]:
     source, destination = transfer.source_account, transfer.destination_account
-    if transfer.fx_rate is None:
+    if transfer.fx_quote is None:
         return [
             Leg(account=source, amount=-transfer.amount),
             Leg(account=destination, amount=transfer.amount),
@@ -170,23 +131,31 @@ def transfer_create(
     amount: int,
     description: str = "",
     metadata: Mapping[str, str] | None = None,
-    fx_rate: Decimal | None = None,
+    fx_quote: FxQuote | None = None,
 ) -> Transfer:
     """Move `amount` minor units from `source` to `destination`, both the merchant's.
 
     Returns the transfer `succeeded`; or, when the money refused (an inactive account,
     not enough available balance), stored as `failed` with its `failure_code` and nothing
     moved. Malformed requests raise `ValidationError` and store nothing. Accounts in two
-    currencies need an explicit `fx_rate`; the money then passes through the FX accounts.
+    currencies need the merchant's unexpired `fx_quote` for their pair; the money then
+    passes through the FX accounts at the quote's rate.
     """
-    received, metadata = _validate_transfer(
+    metadata = _validate_transfer(
         merchant=merchant,
         source=source,
         destination=destination,
         amount=amount,
-        fx_rate=fx_rate,
+        fx_quote=fx_quote,
         description=description,
         metadata=metadata,
+    )
+    received = (
+        amount
+        if fx_quote is None
+        else _destination_amount(
+            merchant=merchant, source=source, destination=destination, amount=amount, quote=fx_quote
+        )
     )
     transfer = Transfer(
         merchant=merchant,
@@ -196,7 +165,8 @@ def transfer_create(
         currency=source.currency,
         destination_amount=received,
         destination_currency=destination.currency,
-        fx_rate=fx_rate,
+        fx_quote=fx_quote,
+        fx_rate=fx_quote.rate if fx_quote is not None else None,
         status=TransferStatus.SUCCEEDED,
         description=description,
         metadata=metadata,
@@ -212,7 +182,7 @@ def transfer_create(
             ledger_transaction_post(
                 kind=(
                     LedgerTransactionKind.TRANSFER
-                    if fx_rate is None
+                    if fx_quote is None
                     else LedgerTransactionKind.FX_TRANSFER
                 ),
                 legs=legs,
@@ -228,3 +198,51 @@ def transfer_create(
         with transaction.atomic():
             insert_rows_together(_transfer_rows(transfer))
     return transfer
+
+
+@retry_on_conflict
+def transfer_reverse(*, transfer: Transfer, reason: str) -> Transfer:
+    """Send a succeeded transfer's money back: its ledger transaction is reversed, the
+    transfer becomes `reversed` and says by which ledger transaction, with its event and
+    audit row, all in one transaction. The transfer's row is locked first (before the
+    accounts), so a transfer is reversed once; the destination must still have the money
+    available (`InsufficientFunds` otherwise, and nothing changes)."""
+    reason = validate_text(
+        reason, param="reason", max_length=REASON_MAX_LENGTH, required=True
+    ).strip()
+    with transaction.atomic():
+        locked = (
+            Transfer.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("source_account", "destination_account", "ledger_transaction")
+            .get(pk=transfer.pk)
+        )
+        if locked.status != TransferStatus.SUCCEEDED:
+            raise InvalidState(
+                f"transfer {locked.public_id} is {locked.status}; only a succeeded transfer "
+                "can be reversed"
+            )
+        assert locked.ledger_transaction is not None  # noqa: S101 - a check constraint holds it
+        old = transfer_data(locked)
+        locked.reversal = reversal_post(
+            ledger_transaction=locked.ledger_transaction,
+            description=f"Reversal of {locked.public_id}",
+        )
+        locked.status = TransferStatus.REVERSED
+        locked.save(update_fields=["status", "reversal"])
+        data = transfer_data(locked)
+        audit_log_record(
+            action="transfer.reversed",
+            object_type="transfer",
+            object_id=locked.public_id,
+            old_values=old,
+            new_values=data,
+            reason=reason,
+        )
+        event_emit(
+            merchant_id=locked.merchant_id,
+            type="transfer.reversed",
+            object_type="transfer",
+            object_id=locked.public_id,
+            data=data,
+        )
+    return locked

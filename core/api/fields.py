@@ -14,7 +14,7 @@ from core.amounts import MAX_AMOUNT
 from core.api.authentication import ApiKeyPrincipal
 from core.currencies import normalize_currency
 from core.db import select_many
-from core.exceptions import DomainError, NotFound
+from core.exceptions import DomainError, NotFound, ValidationError
 from core.validation import validate_metadata, validate_text
 
 # Text fields declared without a max_length still have one.
@@ -123,11 +123,20 @@ class MetadataField(serializers.DictField):
 class MerchantObjectField(serializers.SlugRelatedField):
     """An id (`acct_…`) of one of the caller's own `model` objects (those whose fields
     equal `only`, e.g. wallets). Another merchant's id is exactly as unknown as a missing
-    one: 404, naming the parameter. Declared on a `StrictSerializer`, which looks up the
-    ids of a body together."""
+    one: 404, naming the parameter (or, given `unknown_code`, a 400 with that code: for an
+    object that is an input to the request rather than its subject, such as an FX quote).
+    Declared on a `StrictSerializer`, which looks up the ids of a body together."""
 
-    def __init__(self, model: type[Model], *, only: dict[str, Any] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        model: type[Model],
+        *,
+        only: dict[str, Any] | None = None,
+        unknown_code: str | None = None,
+        **kwargs: Any,
+    ):
         self.model, self.only = model, dict(only or {})
+        self.unknown_code = unknown_code
         # DRF builds the field again for every request's serializer: the queryset (for the
         # schema and DRF's own checks) is filtered only when asked for.
         super().__init__(slug_field="public_id", queryset=model._default_manager.all(), **kwargs)
@@ -141,16 +150,19 @@ class MerchantObjectField(serializers.SlugRelatedField):
         if not isinstance(data, str):
             raise serializers.ValidationError("must be an id string", code="invalid")
         if not PUBLIC_ID.fullmatch(data):  # e.g. a NUL or a lone surrogate: no such object
-            raise NotFound("No such object.", code="resource_missing", param=self.field_name)
+            raise self._unknown("No such object.")
         parent = self.parent
         assert isinstance(parent, StrictSerializer)  # noqa: S101 - see the docstring
         found = parent.merchant_objects.get(str(self.field_name))
         if found is None:
             foreign_object_check(self.context["request"], self.model, data, param=self.field_name)
-            raise NotFound(
-                f"No such object: {data!r}", code="resource_missing", param=self.field_name
-            )
+            raise self._unknown(f"No such object: {data!r}")
         return found
+
+    def _unknown(self, message: str) -> DomainError:
+        if self.unknown_code is not None:
+            return ValidationError(message, code=self.unknown_code, param=self.field_name)
+        return NotFound(message, code="resource_missing", param=self.field_name)
 
     def to_representation(self, value: Any) -> str:
         return str(value.public_id)

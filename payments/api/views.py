@@ -12,8 +12,9 @@ from core.api.filters import CreatedFilterSet, CurrencyFilter
 from core.api.idempotency import idempotent
 from core.api.schema import declined_response
 from core.api.views import MerchantScopedViewSet
-from payments.api.serializers import TransferInput, TransferOutput
-from payments.models import Transfer, TransferStatus
+from payments.api.serializers import FxQuoteInput, FxQuoteOutput, TransferInput, TransferOutput
+from payments.fx import fx_quote_create
+from payments.models import FxQuote, Transfer, TransferStatus
 from payments.services import transfer_create
 
 
@@ -36,7 +37,7 @@ class TransferFilter(CreatedFilterSet):
 
 class TransferViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantScopedViewSet):
     queryset = Transfer.objects.select_related(
-        "source_account", "destination_account", "ledger_transaction"
+        "source_account", "destination_account", "ledger_transaction", "fx_quote", "reversal"
     )
     serializer_class = TransferOutput
     filterset_class = TransferFilter
@@ -63,6 +64,7 @@ class TransferViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Merchant
             amount=fields["amount"],
             description=fields.get("description", ""),
             metadata=fields.get("metadata"),
+            fx_quote=fields.get("fx_quote"),
         )
         if transfer.status == TransferStatus.FAILED:
             raise ApiError(
@@ -73,3 +75,21 @@ class TransferViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Merchant
                 transfer=transfer.public_id,
             )
         return Response(TransferOutput(transfer).data, status=status.HTTP_201_CREATED)
+
+
+class FxQuoteViewSet(mixins.RetrieveModelMixin, MerchantScopedViewSet):
+    queryset = FxQuote.objects.all()
+    serializer_class = FxQuoteOutput
+
+    @idempotent
+    @extend_schema(
+        request=FxQuoteInput,
+        responses={201: FxQuoteOutput},
+        description="A rate for the pair, good until `expires_at`: the platform's reference "
+        "rate less your FX spread. No reference rate for the pair is a 400.",
+    )
+    def create(self, request: Request) -> Response:
+        data = FxQuoteInput(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        quote = fx_quote_create(merchant=self.merchant, **data.validated_data)
+        return Response(FxQuoteOutput(quote).data, status=status.HTTP_201_CREATED)

@@ -201,8 +201,8 @@ def test_accounts_in_two_currencies_are_never_an_implicit_fx_transfer(api, funde
         "amount": 100,
         "currency": "USD",
     }
-    refused(api, "transfers", body, param="destination_account")
-    # fx_rate is not part of the public API's transfer (yet): naming it is an unknown field.
+    refused(api, "transfers", body, param="fx_quote")
+    # A rate is never the caller's: naming one is an unknown field, with or without a quote.
     refused(api, "transfers", {**body, "fx_rate": "0.9"}, param="fx_rate")
 
 

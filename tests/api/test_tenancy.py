@@ -21,7 +21,8 @@ from accounts.models import Account, Customer, Merchant, SystemPurpose
 from accounts.system import system_account_get
 from audit.models import Event
 from config import api_urls
-from payments.models import Transfer
+from payments.fx import fx_quote_create, fx_rate_set
+from payments.models import FxQuote, Transfer
 from payments.services import transfer_create
 from tests.api.helpers import (
     ApiClient,
@@ -55,6 +56,7 @@ MISSING_IDS = {
     "account": "acct_0000000000000000000000",
     "transfer": "tr_0000000000000000000000",
     "event": "evt_0000000000000000000000",
+    "fx_quote": "fxq_0000000000000000000000",
 }
 
 
@@ -71,6 +73,7 @@ class World:
     b_account: Account
     b_other_account: Account
     b_transfer: Transfer
+    a_quote: FxQuote
 
     def a_object_id(self, basename: str) -> str:
         """One of A's objects for each resource of the router."""
@@ -79,6 +82,7 @@ class World:
             "account": self.a_account.public_id,
             "transfer": self.a_transfer.public_id,
             "event": Event.objects.filter(merchant=self.a).order_by("id").first().public_id,  # type: ignore[union-attr]
+            "fx_quote": self.a_quote.public_id,
         }[basename]
 
     def a_ids(self) -> set[str]:
@@ -92,6 +96,7 @@ class World:
             t.ledger_transaction.public_id for t in transfers if t.ledger_transaction is not None
         }
         ids |= set(Event.objects.filter(merchant=self.a).values_list("public_id", flat=True))
+        ids |= set(FxQuote.objects.filter(merchant=self.a).values_list("public_id", flat=True))
         return ids
 
 
@@ -113,6 +118,8 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
     b_transfer = transfer_create(
         merchant=b, source=b_account, destination=b_other_account, amount=500
     )
+    fx_rate_set(source_currency="USD", destination_currency="EUR", rate="0.92")
+    a_quote = fx_quote_create(merchant=a, source_currency="USD", destination_currency="EUR")
     return World(
         a=a,
         b=b,
@@ -125,6 +132,7 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
         b_account=b_account,
         b_other_account=b_other_account,
         b_transfer=b_transfer,
+        a_quote=a_quote,
     )
 
 
@@ -219,13 +227,48 @@ def _transfer_create(world: World, b: ApiClient) -> None:
     ]
     for refused, like, param, named in cases:
         assert_refused_like_missing(b, "transfers", refused, like, param=param, named=named)
-    assert dict(Account.objects.values_list("public_id", "balance")) == balances
+    # A's FX quote in B's cross-currency transfer: the 400 of an unknown quote.
+    b_euros = AccountFactory.create(merchant=world.b, currency="EUR").public_id
+    a_quote = world.a_quote.public_id
+    assert_refused_like_missing(
+        b,
+        "transfers",
+        {**transfer_body(b_acct, b_euros), "fx_quote": a_quote},
+        {**transfer_body(b_acct, b_euros), "fx_quote": MISSING_IDS["fx_quote"]},
+        param="fx_quote",
+        named=[(a_quote, "fx_quote")],
+        status=400,
+    )
+    assert dict(Account.objects.values_list("public_id", "balance")) == {**balances, b_euros: 0}
+
+
+def _fx_quote_create(world: World, b: ApiClient) -> None:
+    # No ids to name; B's quote is B's, at B's spread, and A cannot see it.
+    response = b.post("fx_quotes", {"source_currency": "usd", "destination_currency": "eur"})
+    assert response.status_code == 201, response.content
+    assert FxQuote.objects.get(public_id=response.json()["id"]).merchant_id == world.b.pk
+    counts = row_counts()
+    assert_error(
+        b.post(
+            "fx_quotes",
+            {
+                "source_currency": "usd",
+                "destination_currency": "eur",
+                "merchant": world.a.public_id,
+            },
+        ),
+        400,
+        "invalid_request_error",
+        param="merchant",
+    )
+    assert row_counts() == counts
 
 
 CREATE_CASES: dict[str, Callable[[World, ApiClient], None]] = {
     "customer-list": _customer_create,
     "account-list": _account_create,
     "transfer-list": _transfer_create,
+    "fx_quote-list": _fx_quote_create,
 }
 
 
@@ -243,16 +286,14 @@ def assert_refused_like_missing(
     the audit rows of the denied attempt, one per (id, body field) in `named`."""
     before, audit_before = row_counts(), last_audit_id()
     response = client.post(path, body)
-    if status == 404:
-        error = assert_error(response, 404, "not_found", param=param)
-    else:
-        error = assert_error(response, status, "invalid_request_error")
+    error_type = "not_found" if status == 404 else "invalid_request_error"
+    error = assert_error(response, status, error_type, param=param if status == 404 else ...)
     assert_foreign_object_denied(
         response, client, counts_before=before, audit_id_before=audit_before, named=named
     )
     before = row_counts()
     if like_missing is not None:
-        missing = assert_error(client.post(path, like_missing), 404, "not_found", param=param)
+        missing = assert_error(client.post(path, like_missing), status, error_type, param=param)
         assert (error["type"], error["code"], error["param"]) == (
             missing["type"],
             missing["code"],

@@ -20,6 +20,7 @@ from ledger.services import (
     adjustment_post,
     ledger_transaction_post,
     ledger_transaction_reverse,
+    reversal_post,
 )
 from tests.bad_inputs import bad_text
 from tests.factories import AccountFactory, MerchantFactory
@@ -300,8 +301,14 @@ def test_invariants_hold_after_postings(alice: Account, bob: Account, carol: Acc
 # --- reversal -------------------------------------------------------------------------------
 
 
+def post_owned_by_the_ledger(*legs: tuple[Account, Any]) -> LedgerTransaction:
+    """A posting no business object owns (as a manual adjustment's): the kind the generic
+    reversal takes."""
+    return post(*legs, kind=LedgerTransactionKind.ADJUSTMENT)
+
+
 def test_reversal_posts_the_negated_entries(alice: Account, bob: Account, carol: Account) -> None:
-    original = post((alice, -500), (bob, 200), (carol, 300))
+    original = post_owned_by_the_ledger((alice, -500), (bob, 200), (carol, 300))
 
     reversal = ledger_transaction_reverse(ledger_transaction=original)
 
@@ -315,7 +322,7 @@ def test_reversal_posts_the_negated_entries(alice: Account, bob: Account, carol:
 
 
 def test_reversal_points_at_what_it_reverses(alice: Account, bob: Account) -> None:
-    original = post((alice, -500), (bob, 500))
+    original = post_owned_by_the_ledger((alice, -500), (bob, 500))
 
     reversal = ledger_transaction_reverse(ledger_transaction=original)
 
@@ -326,7 +333,7 @@ def test_reversal_points_at_what_it_reverses(alice: Account, bob: Account) -> No
 
 
 def test_second_reversal_is_refused(alice: Account, bob: Account) -> None:
-    original = post((alice, -500), (bob, 500))
+    original = post_owned_by_the_ledger((alice, -500), (bob, 500))
     ledger_transaction_reverse(ledger_transaction=original)
 
     with pytest.raises(InvalidState) as refused:
@@ -339,7 +346,7 @@ def test_second_reversal_is_refused(alice: Account, bob: Account) -> None:
 def test_reversal_that_would_overdraw_is_refused(
     alice: Account, bob: Account, carol: Account
 ) -> None:
-    original = post((alice, -500), (bob, 500))
+    original = post_owned_by_the_ledger((alice, -500), (bob, 500))
     post((bob, -500), (carol, 500))  # bob spent it
     before = row_counts()
 
@@ -351,9 +358,76 @@ def test_reversal_that_would_overdraw_is_refused(
 
 
 def test_invariants_hold_after_a_reversal(alice: Account, bob: Account) -> None:
-    ledger_transaction_reverse(ledger_transaction=post((alice, -500), (bob, 500)))
+    ledger_transaction_reverse(
+        ledger_transaction=post_owned_by_the_ledger((alice, -500), (bob, 500))
+    )
 
     assert invariant_violations() == {}
+
+
+def test_a_reversal_cannot_be_reversed(alice: Account, bob: Account) -> None:
+    reversal = ledger_transaction_reverse(
+        ledger_transaction=post_owned_by_the_ledger((alice, -500), (bob, 500))
+    )
+    before = row_counts()
+
+    with pytest.raises(InvalidState) as refused:
+        ledger_transaction_reverse(ledger_transaction=reversal)
+    with pytest.raises(InvalidState):
+        reversal_post(ledger_transaction=reversal)
+
+    assert refused.value.code == "reversal_not_reversible"
+    assert row_counts() == before
+    assert balances(alice, bob) == [1_000, 0]
+
+
+def test_the_database_refuses_to_reverse_a_reversal(alice: Account, bob: Account) -> None:
+    reversal = ledger_transaction_reverse(
+        ledger_transaction=post_owned_by_the_ledger((alice, -500), (bob, 500))
+    )
+
+    with pytest.raises(IntegrityError, match="a reversal is never reversed"), transaction.atomic():
+        LedgerTransaction.objects.create(kind=LedgerTransactionKind.REVERSAL, reverses=reversal)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [LedgerTransactionKind.REVERSAL, LedgerTransactionKind.TRANSFER],
+    ids=["reversal without its original", "other kind pointing back"],
+)
+def test_only_a_reversal_points_back_at_what_it_reverses(
+    alice: Account, bob: Account, kind: str
+) -> None:
+    original = post_owned_by_the_ledger((alice, -500), (bob, 500))
+
+    with (
+        pytest.raises(IntegrityError, match="ledger_transaction_reversal_points_back"),
+        transaction.atomic(),
+    ):
+        LedgerTransaction.objects.create(
+            kind=kind, reverses=None if kind == LedgerTransactionKind.REVERSAL else original
+        )
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        LedgerTransactionKind.TRANSFER,
+        LedgerTransactionKind.FX_TRANSFER,
+        LedgerTransactionKind.HOLD_CAPTURE,
+    ],
+)
+def test_a_business_objects_posting_is_not_reversed_by_the_generic_path(
+    alice: Account, bob: Account, kind: str
+) -> None:
+    owned = post((alice, -500), (bob, 500), kind=kind)
+    before = row_counts()
+
+    with pytest.raises(InvalidState) as refused:
+        ledger_transaction_reverse(ledger_transaction=owned)
+
+    assert refused.value.code == "reverse_through_owner"
+    assert row_counts() == before
 
 
 # --- adjustments ----------------------------------------------------------------------------
@@ -529,3 +603,86 @@ def test_database_refuses_a_zero_entry(alice: Account) -> None:
     with pytest.raises(IntegrityError, match="entry_amount_not_zero"), transaction.atomic():
         raw = LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
         _insert_entry(raw, alice, 0)
+
+
+# --- an entry belongs to its account's currency and to its own transaction ----------------
+
+
+def test_a_leg_whose_account_instance_names_another_currency_is_refused(
+    alice: Account, merchant: Merchant
+) -> None:
+    eur = AccountFactory.create(merchant=merchant, currency="EUR")
+    stale = Account.objects.get(pk=alice.pk)
+    stale.currency = "EUR"  # the caller's instance lies: the row says USD
+    before = row_counts()
+
+    with pytest.raises(ValidationError) as refused:
+        post((stale, -100), (eur, 100))
+
+    assert refused.value.code == "currency_mismatch"
+    assert row_counts() == before
+    assert balances(alice, eur) == [1_000, 0]
+
+
+def test_an_entry_in_another_currency_than_its_account_is_refused_by_the_database(
+    alice: Account, bob: Account
+) -> None:
+    with (
+        pytest.raises(IntegrityError, match="entry_currency_is_its_accounts"),
+        transaction.atomic(),
+    ):
+        raw = LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
+        execute(
+            "INSERT INTO ledger_ledgerentry"
+            " (transaction_id, account_id, amount, currency, balance_after, created_at)"
+            " VALUES (%s, %s, -100, 'EUR', 0, now()), (%s, %s, 100, 'EUR', 0, now())",
+            [raw.pk, alice.pk, raw.pk, bob.pk],
+        )
+
+
+def test_the_balance_check_groups_by_the_accounts_currency(
+    alice: Account, merchant: Merchant
+) -> None:
+    # Entries claiming one currency for accounts in two: balanced by their own column,
+    # not by their accounts'. Only the missing foreign key would let them in; drop it for
+    # this transaction to see the deferred check refuse them on its own.
+    eur = AccountFactory.create(merchant=merchant, currency="EUR")
+    # ALTER TABLE needs no checks pending: fire the fixtures' now, then defer again.
+    execute("SET CONSTRAINTS ALL IMMEDIATE")
+    execute("SET CONSTRAINTS ALL DEFERRED")
+    with pytest.raises(IntegrityError, match="does not balance"), transaction.atomic():
+        execute("ALTER TABLE ledger_ledgerentry DROP CONSTRAINT entry_currency_is_its_accounts")
+        raw = LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
+        execute(
+            "INSERT INTO ledger_ledgerentry"
+            " (transaction_id, account_id, amount, currency, balance_after, created_at)"
+            " VALUES (%s, %s, -100, 'USD', 0, now()), (%s, %s, 100, 'USD', 0, now())",
+            [raw.pk, alice.pk, raw.pk, eur.pk],
+        )
+        execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
+def test_the_ledger_transaction_stamp_ignores_what_the_insert_says(alice: Account) -> None:
+    with transaction.atomic():
+        raw = LedgerTransaction.objects.create(
+            kind=LedgerTransactionKind.ADJUSTMENT, created_in_xact=12345
+        )
+        _insert_entry(raw, alice, -100)
+        _insert_entry(raw, alice, 100)
+
+    raw.refresh_from_db()
+    assert raw.created_in_xact != 12345
+
+
+def test_the_posting_time_comes_from_the_database_clock(
+    alice: Account, bob: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An application server whose clock is an hour slow still stamps entries and holds
+    # with the database's time, taken under the lock.
+    slow = timezone.now() - timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: slow)
+
+    posted = post((alice, -100), (bob, 100))
+
+    (stamp,) = set(posted.entries.values_list("created_at", flat=True))
+    assert stamp > slow + timedelta(minutes=59)

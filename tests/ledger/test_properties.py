@@ -1,7 +1,5 @@
 """Random sequences of money operations, checked against a model and against I1–I5."""
 
-from decimal import Decimal
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase
@@ -17,8 +15,9 @@ from accounts.services import (
 from core.exceptions import DomainError
 from ledger.models import LedgerTransaction
 from ledger.services import adjustment_post, ledger_transaction_reverse
-from payments.models import TransferStatus
-from payments.services import transfer_create
+from payments.fx import fx_quote_create, fx_rate_set
+from payments.models import Transfer, TransferStatus
+from payments.services import transfer_create, transfer_reverse
 from tests.factories import AccountFactory, MerchantFactory
 from tests.invariants import invariant_violations
 
@@ -75,12 +74,15 @@ class LedgerPropertyTests(TestCase):
                     declined_transfers += transfer.status == TransferStatus.FAILED
                 elif op == "fx_transfer":
                     source, value, rate = args
+                    fx_rate_set(source_currency="USD", destination_currency="EUR", rate=rate)
                     transfer_create(
                         merchant=merchant,
                         source=wallets[source],
                         destination=eur,
                         amount=value,
-                        fx_rate=Decimal(rate),
+                        fx_quote=fx_quote_create(
+                            merchant=merchant, source_currency="USD", destination_currency="EUR"
+                        ),
                     )
                 elif op == "hold":
                     holds.append(hold_create(account=wallets[args[0]], amount=args[1]))
@@ -97,7 +99,12 @@ class LedgerPropertyTests(TestCase):
                         )
                 elif op == "reverse":
                     posted = list(LedgerTransaction.objects.order_by("pk"))
-                    ledger_transaction_reverse(ledger_transaction=posted[args[0] % len(posted)])
+                    chosen = posted[args[0] % len(posted)]
+                    owner = Transfer.objects.filter(ledger_transaction=chosen).first()
+                    if owner is not None:
+                        transfer_reverse(transfer=owner, reason="property test")
+                    else:  # an adjustment; a hold capture or a reversal is refused
+                        ledger_transaction_reverse(ledger_transaction=chosen)
                 elif op == "adjust":
                     adjustment_post(
                         account=wallets[args[0]], amount=args[1], reason="property test"

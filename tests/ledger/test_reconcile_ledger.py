@@ -4,7 +4,6 @@ of break it reports."""
 import io
 import json
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -24,9 +23,9 @@ from ledger.services import (
     Leg,
     adjustment_post,
     ledger_transaction_post,
-    ledger_transaction_reverse,
 )
-from payments.services import transfer_create
+from payments.fx import fx_quote_create, fx_rate_set
+from payments.services import transfer_create, transfer_reverse
 from tests.factories import AccountFactory, MerchantFactory
 from tests.invariants import invariant_violations
 
@@ -97,11 +96,17 @@ def test_clean_ledger_holds_and_records_an_ok_run() -> None:
     bob = _wallet(merchant)
     euros = _wallet(merchant, currency="EUR")
     transfer = transfer_create(merchant=merchant, source=alice, destination=bob, amount=2_500)
+    fx_rate_set(source_currency="USD", destination_currency="EUR", rate="0.9")
     transfer_create(
-        merchant=merchant, source=alice, destination=euros, amount=1_000, fx_rate=Decimal("0.9")
+        merchant=merchant,
+        source=alice,
+        destination=euros,
+        amount=1_000,
+        fx_quote=fx_quote_create(
+            merchant=merchant, source_currency="USD", destination_currency="EUR"
+        ),
     )
-    assert transfer.ledger_transaction is not None
-    ledger_transaction_reverse(ledger_transaction=transfer.ledger_transaction)
+    transfer_reverse(transfer=transfer, reason="sent by mistake")
     hold_capture(hold=hold_create(account=alice, amount=700), destination=bob, amount=500)
     hold_release(hold=hold_create(account=alice, amount=300))
     hold_create(account=alice, amount=400)  # stays active: held must match it

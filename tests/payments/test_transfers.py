@@ -1,20 +1,16 @@
 import json
-from decimal import Decimal, localcontext
-from fractions import Fraction
 
 import pytest
 from django.core.serializers.json import DjangoJSONEncoder
 
-from accounts.models import SystemPurpose
 from accounts.services import account_freeze
-from accounts.system import system_account_get
 from audit.models import AuditLog, Event
 from core.amounts import MAX_AMOUNT
 from core.exceptions import ValidationError
 from ledger.models import LedgerEntry, LedgerTransaction
 from payments.models import Transfer, TransferStatus
 from payments.representations import transfer_data
-from payments.services import fx_convert, transfer_create
+from payments.services import transfer_create
 from tests.bad_inputs import BAD_METADATA, bad_text
 from tests.factories import AccountFactory, MerchantFactory
 from tests.invariants import invariant_violations
@@ -174,76 +170,6 @@ def test_same_account_on_both_sides_is_refused(merchant):
         transfer_create(merchant=merchant, source=source, destination=source, amount=10)
 
 
-def test_different_currencies_need_an_fx_rate(merchant):
-    usd = AccountFactory.create(merchant=merchant, balance=100)
-    eur = AccountFactory.create(merchant=merchant, currency="EUR")
-
-    with pytest.raises(ValidationError) as error:
-        transfer_create(merchant=merchant, source=usd, destination=eur, amount=10)
-
-    assert error.value.code == "currency_mismatch"
-
-
-def test_cross_currency_transfer_goes_through_the_fx_accounts(merchant):
-    usd = AccountFactory.create(merchant=merchant, balance=10_000)
-    jpy = AccountFactory.create(merchant=merchant, currency="JPY")
-
-    transfer = transfer_create(
-        merchant=merchant, source=usd, destination=jpy, amount=1_000, fx_rate=Decimal("151.37")
-    )
-
-    usd.refresh_from_db()
-    jpy.refresh_from_db()
-    fx_usd = system_account_get(currency="USD", purpose=SystemPurpose.FX)
-    fx_jpy = system_account_get(currency="JPY", purpose=SystemPurpose.FX)
-    # 10.00 USD at 151.37 JPY per USD is 1,513.7 JPY, which has no minor unit: 1,514.
-    assert (transfer.destination_amount, transfer.destination_currency) == (1_514, "JPY")
-    assert (usd.balance, jpy.balance) == (9_000, 1_514)
-    assert (fx_usd.balance, fx_jpy.balance) == (1_000, -1_514)
-    assert invariant_violations() == {}
-
-
-@pytest.mark.parametrize(
-    ("amount", "source", "destination", "rate", "expected"),
-    [
-        (1_000, "USD", "KWD", Decimal("0.3071"), 3_071),  # 10.00 USD → 3.071 KWD
-        (1_000, "JPY", "USD", Decimal("0.0066"), 660),  # 1,000 JPY → 6.60 USD
-        (5, "USD", "EUR", Decimal("0.5"), 2),  # 2.5 cents rounds half to even
-        (7, "USD", "EUR", Decimal("0.5"), 4),  # 3.5 cents rounds half to even
-    ],
-)
-def test_fx_conversion_respects_each_currency_exponent(amount, source, destination, rate, expected):
-    assert (
-        fx_convert(
-            amount=amount, source_currency=source, destination_currency=destination, rate=rate
-        )
-        == expected
-    )
-
-
-@pytest.mark.parametrize(
-    "rate", [Decimal(0), Decimal(-1), Decimal("NaN"), Decimal("Infinity"), 1.1]
-)
-def test_fx_rate_must_be_a_positive_finite_decimal(merchant, rate):
-    usd = AccountFactory.create(merchant=merchant, balance=100)
-    eur = AccountFactory.create(merchant=merchant, currency="EUR")
-
-    with pytest.raises(ValidationError) as error:
-        transfer_create(merchant=merchant, source=usd, destination=eur, amount=10, fx_rate=rate)
-
-    assert error.value.param == "fx_rate"
-
-
-def test_fx_amount_that_rounds_to_zero_is_refused(merchant):
-    usd = AccountFactory.create(merchant=merchant, balance=100)
-    eur = AccountFactory.create(merchant=merchant, currency="EUR")
-
-    with pytest.raises(ValidationError):
-        transfer_create(
-            merchant=merchant, source=usd, destination=eur, amount=1, fx_rate=Decimal("0.1")
-        )
-
-
 @pytest.mark.parametrize("amount", [MAX_AMOUNT + 1, 2**63, 10**30])
 def test_amount_above_the_maximum_is_refused_before_the_database(merchant, amount):
     source = AccountFactory.create(merchant=merchant, balance=100)
@@ -251,74 +177,6 @@ def test_amount_above_the_maximum_is_refused_before_the_database(merchant, amoun
 
     with pytest.raises(ValidationError) as error:
         transfer_create(merchant=merchant, source=source, destination=destination, amount=amount)
-
-    assert error.value.param == "amount"
-    assert not Transfer.objects.exists()
-
-
-@pytest.mark.parametrize(
-    "rate",
-    [
-        Decimal("1.0000000000001"),  # 13 decimal places
-        Decimal("1E-13"),
-        Decimal(10) ** 12,
-        Decimal("1000000000000.5"),
-        Decimal("1E+30"),
-    ],
-)
-def test_fx_rate_beyond_what_the_transfer_stores_is_refused(merchant, rate):
-    usd = AccountFactory.create(merchant=merchant, balance=100)
-    eur = AccountFactory.create(merchant=merchant, currency="EUR")
-
-    with pytest.raises(ValidationError) as error:
-        transfer_create(merchant=merchant, source=usd, destination=eur, amount=10, fx_rate=rate)
-
-    assert error.value.param == "fx_rate"
-    assert not Transfer.objects.exists()
-
-
-@pytest.mark.parametrize(
-    "rate", [Decimal("0.923456789012"), Decimal("1.500000000000000000"), Decimal("999999.5")]
-)
-def test_fx_rate_the_transfer_stores_exactly_is_accepted(merchant, rate):
-    usd = AccountFactory.create(merchant=merchant, balance=100)
-    eur = AccountFactory.create(merchant=merchant, currency="EUR")
-
-    transfer = transfer_create(
-        merchant=merchant, source=usd, destination=eur, amount=1, fx_rate=rate
-    )
-
-    assert transfer.status == TransferStatus.SUCCEEDED
-    assert Transfer.objects.get(pk=transfer.pk).fx_rate == rate
-
-
-def test_fx_conversion_does_not_depend_on_the_decimal_context():
-    rate = Decimal("123456789012.123456789012")
-    # 10^12 cents at that rate in fils (1,000 to the dinar), in exact rational arithmetic.
-    exact = Fraction(MAX_AMOUNT) * Fraction(rate) * 1_000 / 100
-    assert exact.denominator == 1
-
-    with localcontext() as narrow:
-        narrow.prec = 6
-        converted = fx_convert(
-            amount=MAX_AMOUNT, source_currency="USD", destination_currency="KWD", rate=rate
-        )
-
-    assert converted == exact.numerator
-
-
-def test_fx_conversion_above_the_maximum_amount_is_refused_clearly(merchant):
-    usd = AccountFactory.create(merchant=merchant, balance=1_000)
-    jpy = AccountFactory.create(merchant=merchant, currency="JPY")
-
-    with pytest.raises(ValidationError, match="the converted amount exceeds the maximum") as error:
-        transfer_create(
-            merchant=merchant,
-            source=usd,
-            destination=jpy,
-            amount=1_000,
-            fx_rate=Decimal("100000000001"),  # 10 USD → over 10^12 yen
-        )
 
     assert error.value.param == "amount"
     assert not Transfer.objects.exists()

@@ -15,6 +15,7 @@ from accounts.models import Merchant
 from accounts.services import account_create, customer_create, hold_create, merchant_create
 from core.management import AuditedCommand
 from ledger.services import adjustment_post
+from payments.fx import fx_quote_create, fx_rate_set
 from payments.models import TransferStatus
 from payments.services import transfer_create
 
@@ -82,6 +83,12 @@ class Command(AuditedCommand):
             merchant=shop, currency="JPY", customer=alan, description="Alan's wallet"
         )
 
+        # The reference rates finance would set (set_fx_rate), both directions.
+        fx_rate_set(source_currency="USD", destination_currency="EUR", rate=Decimal("0.92"))
+        fx_rate_set(source_currency="EUR", destination_currency="USD", rate=Decimal("1.08"))
+        fx_rate_set(source_currency="USD", destination_currency="JPY", rate=Decimal("150"))
+        fx_rate_set(source_currency="JPY", destination_currency="USD", rate=Decimal("0.0066"))
+
         # Amounts are in minor units: cents for USD and EUR, yen for JPY.
         adjustment_post(account=shop_usd, amount=1_000_000, reason="Demo: opening float")
         adjustment_post(account=shop_eur, amount=500_000, reason="Demo: opening float")
@@ -118,14 +125,17 @@ class Command(AuditedCommand):
                 amount=4_200,
                 description="Order #1003",
             ),
-            # 100.00 USD at 0.92 arrives as 92.00 EUR, through the FX system accounts.
+            # 100.00 USD at a quote of 0.92 arrives as 92.00 EUR, through the FX system
+            # accounts.
             transfer_create(
                 merchant=shop,
                 source=shop_usd,
                 destination=grace_eur,
                 amount=10_000,
                 description="Goodwill credit in EUR",
-                fx_rate=Decimal("0.92"),
+                fx_quote=fx_quote_create(
+                    merchant=shop, source_currency="USD", destination_currency="EUR"
+                ),
             ),
         ]
         hold_create(
