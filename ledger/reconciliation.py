@@ -7,6 +7,17 @@ one aggregate query per chunk, so a run costs a few queries per thousand account
 transactions however large the ledger grows. Each per-account figure (balance, sum of
 entries, newest `balance_after`, active holds) is read in one statement, so PostgreSQL
 gives it one snapshot and money moving while the run is under way cannot fake a break.
+
+Every entry is checked too, account by account in the same chunks: its `balance_after`
+against the running sum of the account's entries in id order, its time against the one
+before it, its currency against the account's, and a wallet's `balance_after` against its
+floor (I4 at every entry, not only now). One aggregate statement per chunk of accounts
+returns only the accounts with a break, with how many entries break and the first one.
+
+I3 is checked by behaviour, not by the catalog: inside a transaction that is always rolled
+back, an UPDATE and a DELETE of a row of each append-only table must be refused, and so must
+an unbalanced posting, a ledger transaction without entries, an entry in another currency
+than its account's and an entry added to a transaction committed earlier.
 """
 
 from collections import defaultdict
@@ -15,11 +26,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import (
     BigIntegerField,
     Count,
     Exists,
+    F,
     OuterRef,
     Q,
     QuerySet,
@@ -118,8 +130,10 @@ def _check_transactions(
     currency. Returns how many transactions were checked."""
     entries = LedgerEntry.objects.filter(transaction=OuterRef("pk")).order_by()
     entry_count = entries.values("transaction").annotate(n=Count("pk")).values("n")
+    # By the account's currency, not the entry's own column (the two could only differ
+    # after a bypassed foreign key, which the per-entry check reports).
     unbalanced_currency = (
-        entries.values("currency").annotate(total=Sum("amount")).filter(~Q(total=0))
+        entries.values("account__currency").annotate(total=Sum("amount")).filter(~Q(total=0))
     )
 
     def transactions_after(last_id: int) -> QuerySet[LedgerTransaction]:
@@ -139,10 +153,10 @@ def _check_transactions(
             for total in (
                 LedgerEntry.objects.filter(transaction_id__in=flagged)
                 .order_by()
-                .values("transaction_id", "currency")
+                .values("transaction_id", account_currency=F("account__currency"))
                 .annotate(total=Sum("amount"))
                 .filter(~Q(total=0))
-                .order_by("transaction_id", "currency")
+                .order_by("transaction_id", "account_currency")
             ):
                 unbalanced[total["transaction_id"]].append(total)
         for row in rows:
@@ -169,7 +183,7 @@ def _check_transaction_row(
             actual=row["entry_count"],
         )
     for total in unbalanced:
-        currency = str(total["currency"])
+        currency = str(total["account_currency"])
         breaks.add(
             check="I1",
             object=public_id,
@@ -212,13 +226,122 @@ def _check_accounts(
     checked = 0
     fields = ("public_id", "kind", "currency", "balance", "held", "overdraft_limit")
     annotations = ("entries_total", "newest_balance_after", "active_held")
+    last_id = 0
     for rows in _chunks(accounts_after, *fields, *annotations):
         for row in rows:
             _check_account_row(breaks, row)
+        _check_entries(breaks, {row["id"]: row for row in rows}, last_id, rows[-1]["id"])
+        last_id = rows[-1]["id"]
         checked += len(rows)
         if progress is not None:
             progress(len(rows))
     return checked
+
+
+# Each entry against the ones before it in its account (id order), for the accounts with
+# ids in (%s, %s]; only accounts with a break come back. FILTER and window functions are
+# in PostgreSQL and in the demo's SQLite alike.
+_ENTRY_CHECKS = {
+    # check name: the condition an entry breaks
+    "balance_after": "x.balance_after <> x.running_total",
+    "time_order": "x.created_at < x.previous_created_at",
+    "currency": "x.currency <> a.currency",
+    "floor": "a.kind = 'wallet' AND x.balance_after < -a.overdraft_limit",
+}
+_ENTRIES_SQL = (
+    "SELECT x.account_id, "  # noqa: S608 - names only; the bounds are parameters
+    + ", ".join(
+        f"COUNT(*) FILTER (WHERE {condition}), MIN(x.id) FILTER (WHERE {condition})"
+        for condition in _ENTRY_CHECKS.values()
+    )
+    + " FROM (SELECT e.id, e.account_id, e.currency, e.balance_after, e.created_at,"
+    " SUM(e.amount) OVER w AS running_total, LAG(e.created_at) OVER w AS previous_created_at"
+    " FROM ledger_ledgerentry e WHERE e.account_id > %s AND e.account_id <= %s"
+    " WINDOW w AS (PARTITION BY e.account_id ORDER BY e.id)) x"
+    " JOIN accounts_account a ON a.id = x.account_id"
+    " GROUP BY x.account_id HAVING "
+    + " OR ".join(
+        f"COUNT(*) FILTER (WHERE {condition}) > 0" for condition in _ENTRY_CHECKS.values()
+    )
+    + " ORDER BY x.account_id"
+)
+_ENTRY_SQL = (
+    "SELECT e.id, t.public_id, e.currency, e.balance_after, e.created_at,"
+    " (SELECT SUM(p.amount) FROM ledger_ledgerentry p"
+    "  WHERE p.account_id = e.account_id AND p.id <= e.id),"
+    " (SELECT MAX(p.created_at) FROM ledger_ledgerentry p"
+    "  WHERE p.account_id = e.account_id AND p.id < e.id)"
+    " FROM ledger_ledgerentry e JOIN ledger_ledgertransaction t ON t.id = e.transaction_id"
+    " WHERE e.id = %s"
+)
+
+
+def _check_entries(
+    breaks: _Breaks, accounts: dict[int, dict[str, Any]], after_id: int, up_to_id: int
+) -> None:
+    """The per-entry checks for the accounts of one chunk (ids in (after_id, up_to_id]);
+    `accounts` holds those that are in scope, by id."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ENTRIES_SQL, [after_id, up_to_id])
+        flagged = cursor.fetchall()
+    for account_id, *figures in flagged:
+        account = accounts.get(account_id)
+        if account is None:
+            continue  # not in scope (--account)
+        for index, check in enumerate(_ENTRY_CHECKS):
+            count, first_id = figures[2 * index], figures[2 * index + 1]
+            if count:
+                _entry_break(breaks, account, check, count, first_id)
+
+
+def _entry_break(
+    breaks: _Breaks, account: dict[str, Any], check: str, count: int, entry_id: int
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(_ENTRY_SQL, [entry_id])
+        row = cursor.fetchone()
+    _, ledger_transaction, currency, balance_after, created_at, running, previous = row
+    running = int(running)
+    public_id, account_currency = account["public_id"], str(account["currency"])
+    where = f"account {public_id} ({account_currency}): entry {entry_id} of {ledger_transaction}"
+    more = f" ({count - 1} later entries too)" if count > 1 else ""
+    floor = -account["overdraft_limit"]
+    expected, actual, message, name = {
+        "balance_after": (
+            running,
+            balance_after,
+            f"has balance_after {balance_after} but the entries up to it sum to {running}",
+            "I2",
+        ),
+        "time_order": (
+            str(previous),
+            str(created_at),
+            f"is dated {created_at}, before the entry ahead of it ({previous})",
+            "I2",
+        ),
+        "currency": (
+            account_currency,
+            str(currency),
+            f"is in {currency}, not its account's {account_currency}",
+            "I1",
+        ),
+        "floor": (
+            floor,
+            balance_after,
+            f"left the wallet at {balance_after}, below its floor of {floor}",
+            "I4",
+        ),
+    }[check]
+    breaks.add(
+        check=name,
+        object=public_id,
+        message=f"{where} {message}{more}",
+        entry=entry_id,
+        entries_breaking=count,
+        currency=account_currency,
+        expected=expected,
+        actual=actual,
+    )
 
 
 def _check_account_row(breaks: _Breaks, row: dict[str, Any]) -> None:
@@ -301,74 +424,207 @@ def _check_currency_totals(breaks: _Breaks) -> int:
     return len(totals)
 
 
-def _check_clearing_accounts(breaks: _Breaks) -> int:
-    """Provider clearing accounts drain back to zero as providers settle; one far from
-    zero means money the provider owes us (or we owe it) is stuck. Returns how many
-    clearing accounts were checked."""
-    threshold = settings.RECONCILE_CLEARING_THRESHOLD
-    clearing = Account.objects.filter(
-        kind=AccountKind.SYSTEM, system_purpose=SystemPurpose.PROVIDER_CLEARING
-    ).order_by("currency")
+def _check_system_accounts_bound(
+    breaks: _Breaks, *, purpose: str, bound: int, check: str, label: str
+) -> int:
+    """System accounts of `purpose` whose balance is further than `bound` from zero.
+    Returns how many such accounts were checked."""
+    accounts = Account.objects.filter(kind=AccountKind.SYSTEM, system_purpose=purpose).order_by(
+        "currency"
+    )
     count = 0
-    for public_id, currency, balance in clearing.values_list("public_id", "currency", "balance"):
+    for public_id, currency, balance in accounts.values_list("public_id", "currency", "balance"):
         count += 1
-        if abs(balance) > threshold:
+        if abs(balance) > bound:
             breaks.add(
-                check="clearing_threshold",
+                check=check,
                 object=public_id,
                 message=(
-                    f"provider clearing account {public_id} ({currency}) has balance {balance}, "
-                    f"beyond the threshold of ±{threshold}"
+                    f"{label} {public_id} ({currency}) has balance {balance}, "
+                    f"beyond the bound of ±{bound}"
                 ),
                 currency=str(currency),
-                expected=threshold,
+                expected=bound,
                 actual=balance,
             )
     return count
 
 
-# pg_trigger.tgtype bits (PostgreSQL's include/catalog/pg_trigger.h).
-_TRIGGER_TYPE_DELETE = 1 << 3
-_TRIGGER_TYPE_UPDATE = 1 << 4
+def _check_clearing_accounts(breaks: _Breaks) -> int:
+    """Provider clearing accounts drain back to zero as providers settle; one far from
+    zero means money the provider owes us (or we owe it) is stuck."""
+    return _check_system_accounts_bound(
+        breaks,
+        purpose=SystemPurpose.PROVIDER_CLEARING,
+        bound=settings.RECONCILE_CLEARING_THRESHOLD,
+        check="clearing_threshold",
+        label="provider clearing account",
+    )
+
+
+def _check_fx_positions(breaks: _Breaks) -> int:
+    """An FX account's balance is the platform's open position in its currency: what it
+    bought or sold through quotes and has not covered. Finance bounds it."""
+    return _check_system_accounts_bound(
+        breaks,
+        purpose=SystemPurpose.FX,
+        bound=settings.RECONCILE_FX_POSITION_LIMIT,
+        check="fx_position",
+        label="FX account",
+    )
+
+
+# pg_trigger.tgtype bit for TRUNCATE (PostgreSQL's include/catalog/pg_trigger.h); 'O'
+# fires in the normal (origin) replication role, 'A' always.
 _TRIGGER_TYPE_TRUNCATE = 1 << 5
-# 'O' fires in the normal (origin) replication role, 'A' always; 'D' is disabled and 'R'
-# fires only on replicas.
 _TRIGGER_ENABLED = {"O", "A"}
+# What the guards raise: restrict_violation (append-only), check_violation (the ledger's
+# constraint triggers), foreign_key_violation (an entry's currency).
+_REFUSED = {"23001", "23514", "23503"}
 
 
-def _check_append_only_triggers(breaks: _Breaks) -> int | None:
-    """I3: the triggers that make the ledger and the audit log append-only are installed,
-    enabled, and refuse UPDATE, DELETE and TRUNCATE. Returns how many tables were checked,
-    or None on a database other than PostgreSQL (the SQLite demo has no triggers)."""
+class _LetThrough(Exception):
+    """A probe's change was not refused; raised to roll its savepoint back all the same."""
+
+
+class _Probe:
+    """Tries what the database must refuse, each in a savepoint that is always rolled back,
+    inside a transaction the caller rolls back too; a break for every attempt let through."""
+
+    def __init__(self, breaks: _Breaks, cursor: Any) -> None:
+        self.breaks, self.cursor = breaks, cursor
+
+    def refused(
+        self, table: str, what: str, sql: str, params: list[Any], *, at_commit: bool = False
+    ) -> None:
+        """`sql` must be refused; with `at_commit`, by the checks PostgreSQL defers to the
+        commit, which are fired at once here."""
+        try:
+            with transaction.atomic():
+                self.cursor.execute(sql, params)
+                if at_commit:
+                    self.cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                raise _LetThrough
+        except _LetThrough:
+            self.breaks.add(
+                check="I3", object=table, message=f"table {table}: {what} was let through"
+            )
+        except DatabaseError as error:
+            if getattr(error.__cause__, "sqlstate", None) not in _REFUSED:
+                raise
+
+    def insert(self, sql: str, params: list[Any]) -> int:
+        self.cursor.execute(sql + " RETURNING id", params)
+        return int(self.cursor.fetchone()[0])
+
+
+def _check_database_guards(breaks: _Breaks) -> int | None:
+    """I3 and the ledger's constraint triggers, by behaviour: inside a transaction that is
+    always rolled back, probe rows are written (a system account in XTS, the ISO code for
+    testing, a balanced posting and an audit row), then each guarded change is tried and
+    must be refused. TRUNCATE is not tried (it would lock the tables): its triggers are
+    checked in the catalog. Returns how many tables were checked, or None on a database
+    other than PostgreSQL (the SQLite demo has no guards)."""
     if connection.vendor != "postgresql":
         return None
-    tables = [model._meta.db_table for model in (LedgerTransaction, LedgerEntry, AuditLog)]
-    with connection.cursor() as cursor:
-        for table in tables:
-            cursor.execute(
-                "SELECT tgname, tgenabled, tgtype FROM pg_trigger"
-                " WHERE tgrelid = to_regclass(%s) AND NOT tgisinternal"
-                " AND strpos(tgname, %s) > 0",
-                [table, "append_only"],
+    entries, transactions, audit = (
+        model._meta.db_table for model in (LedgerEntry, LedgerTransaction, AuditLog)
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        probe = _Probe(breaks, cursor)
+        # Every deferrable check of the schema starts deferred (a caller's transaction may
+        # have made them immediate); the probe rows are checked as each probe says.
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        # Later statements see this transaction's rows and stay within it.
+        account = probe.insert(
+            f"INSERT INTO {Account._meta.db_table} (public_id, kind, system_purpose, currency,"  # noqa: S608
+            " status, balance, held, overdraft_limit, description, metadata, created_at)"
+            " VALUES ('acct_reconciliation_probe', 'system', 'settlement', 'XTS', 'active',"
+            " 0, 0, 0, '', '{}', now())",
+            [],
+        )
+        posting = probe.insert(
+            f"INSERT INTO {transactions} (public_id, kind, description, created_at)"  # noqa: S608
+            " VALUES ('ltx_reconciliation_probe', 'adjustment', '', now())",
+            [],
+        )
+        entry_sql = (
+            f"INSERT INTO {entries} (transaction_id, account_id, amount, currency,"  # noqa: S608
+            " balance_after, created_at) VALUES (%s, %s, %s, %s, 0, now())"
+        )
+        entry = probe.insert(entry_sql, [posting, account, 1, "XTS"])
+        probe.insert(entry_sql, [posting, account, -1, "XTS"])
+        audit_row = probe.insert(
+            f"INSERT INTO {audit} (created_at, actor_type, actor, action, object_type,"  # noqa: S608
+            " object_id, old_values, new_values, changed_fields, reason, request_id,"
+            " client_request_id, user_agent) VALUES (now(), 'system', '',"
+            " 'reconciliation.probe', 'probe', '', '{}', '{}', '[]', '', '', '', '')",
+            [],
+        )
+        for table, pk, change in (
+            (transactions, posting, "description = description || '!'"),
+            (entries, entry, "amount = amount + 1"),
+            (audit, audit_row, "reason = reason || '!'"),
+        ):
+            probe.refused(table, "an UPDATE", f"UPDATE {table} SET {change} WHERE id = %s", [pk])  # noqa: S608
+            probe.refused(table, "a DELETE", f"DELETE FROM {table} WHERE id = %s", [pk])  # noqa: S608
+        empty = probe.insert(
+            f"INSERT INTO {transactions} (public_id, kind, description, created_at)"  # noqa: S608
+            " VALUES ('ltx_reconciliation_probe_2', 'adjustment', '', now())",
+            [],
+        )
+        # Two entries, so that only the balance check can refuse them.
+        probe.refused(
+            entries,
+            "an unbalanced posting",
+            entry_sql + ", (%s, %s, %s, %s, 0, now())",
+            [empty, account, 1, "XTS", empty, account, 1, "XTS"],
+            at_commit=True,
+        )
+        probe.refused(
+            transactions, "a ledger transaction without entries", "SELECT 1", [], at_commit=True
+        )
+        probe.refused(
+            entries,
+            "an entry in another currency than its account's",
+            entry_sql,
+            [posting, account, 1, "XXX"],
+        )
+        # One that another database transaction created (none when the whole ledger is
+        # this transaction's own, as in a test).
+        cursor.execute(
+            f"SELECT min(id) FROM {transactions}"  # noqa: S608
+            " WHERE created_in_xact IS DISTINCT FROM pg_current_xact_id()::text::bigint"
+        )
+        (committed,) = cursor.fetchone()
+        if committed is not None:
+            probe.refused(
+                entries,
+                "an entry added to a ledger transaction committed earlier",
+                entry_sql,
+                [committed, account, 1, "XTS"],
             )
-            triggers = cursor.fetchall()
-            enabled = [(name, kind) for name, state, kind in triggers if state in _TRIGGER_ENABLED]
-            refuses_edits = any(
-                kind & _TRIGGER_TYPE_UPDATE and kind & _TRIGGER_TYPE_DELETE for _, kind in enabled
+        _check_truncate_triggers(breaks, cursor, [transactions, entries, audit])
+        transaction.set_rollback(True)
+    return 3
+
+
+def _check_truncate_triggers(breaks: _Breaks, cursor: Any, tables: list[str]) -> None:
+    for table in tables:
+        cursor.execute(
+            "SELECT tgenabled, tgtype FROM pg_trigger"
+            " WHERE tgrelid = to_regclass(%s) AND NOT tgisinternal",
+            [table],
+        )
+        if not any(
+            state in _TRIGGER_ENABLED and kind & _TRIGGER_TYPE_TRUNCATE
+            for state, kind in cursor.fetchall()
+        ):
+            breaks.add(
+                check="I3",
+                object=table,
+                message=f"table {table}: no enabled trigger refuses TRUNCATE",
             )
-            refuses_truncate = any(kind & _TRIGGER_TYPE_TRUNCATE for _, kind in enabled)
-            if refuses_edits and refuses_truncate:
-                continue
-            if triggers:
-                names = ", ".join(name for name, _, _ in triggers)
-                message = (
-                    f"table {table}: append-only trigger {names} is disabled "
-                    "or does not refuse UPDATE, DELETE and TRUNCATE"
-                )
-            else:
-                message = f"table {table} has no append-only trigger"
-            breaks.add(check="I3", object=table, message=message)
-    return len(tables)
 
 
 def reconcile_ledger(
@@ -397,19 +653,28 @@ def reconcile_ledger(
     )
     breaks = _Breaks()
     try:
-        append_only_tables = _check_append_only_triggers(breaks)
+        append_only_tables = _check_database_guards(breaks)
         checked: dict[str, Any] = {
             "transactions": _check_transactions(breaks, account, since, progress),
             "accounts": _check_accounts(breaks, account, progress),
             "currencies": _check_currency_totals(breaks),
             "clearing_accounts": _check_clearing_accounts(breaks),
+            "fx_accounts": _check_fx_positions(breaks),
             "append_only_tables": append_only_tables,
             "breaks_found": breaks.found,
         }
-    except Exception:
+    except Exception as error:
         run.status = ReconciliationRun.Status.FAILED
         run.finished_at = timezone.now()
-        run.save(update_fields=["status", "finished_at"])
+        with transaction.atomic():
+            run.save(update_fields=["status", "finished_at"])
+            audit_log_record(
+                action="reconciliation.failed",
+                object_type="reconciliation_run",
+                object_id=str(run.pk),
+                new_values={"status": run.status, "parameters": run.parameters},
+                reason=f"{type(error).__name__}: {error}"[:1000],
+            )
         raise
 
     run.checked = checked

@@ -69,6 +69,11 @@ def _disable_trigger(table: str, name_part: str) -> None:
     _sql(f'ALTER TABLE {table} DISABLE TRIGGER "{name}"')
 
 
+def _enable_trigger(table: str, name: str) -> None:
+    """Put a guard back once the rows it would have refused are in."""
+    _sql(f'ALTER TABLE {table} ENABLE TRIGGER "{name}"')
+
+
 def _unbalanced_transaction(legs: list[tuple[Account, int]]) -> LedgerTransaction:
     """Insert entries straight into the ledger, bypassing the services' checks and the
     account balances."""
@@ -188,7 +193,9 @@ def test_newest_balance_after_that_disagrees_is_an_i2_break() -> None:
 
     run = reconcile_ledger()
 
-    assert run.breaks == [
+    (entry,) = LedgerEntry.objects.filter(transaction=ledger_transaction, account=destination)
+    # The account's newest balance_after, and the entry that carries it.
+    assert sorted(run.breaks, key=lambda item: "entry" in item) == [
         {
             "check": "I2",
             "object": destination.public_id,
@@ -199,7 +206,21 @@ def test_newest_balance_after_that_disagrees_is_an_i2_break() -> None:
             "currency": "USD",
             "expected": 5,
             "actual": 7,
-        }
+        },
+        {
+            "check": "I2",
+            "object": destination.public_id,
+            "message": (
+                f"account {destination.public_id} (USD): entry {entry.pk} of "
+                f"{ledger_transaction.public_id} has balance_after 7 but the entries up to it "
+                "sum to 5"
+            ),
+            "entry": entry.pk,
+            "entries_breaking": 1,
+            "currency": "USD",
+            "expected": 5,
+            "actual": 7,
+        },
     ]
 
 
@@ -297,6 +318,7 @@ def test_ledger_transaction_without_entries_is_an_i1_break() -> None:
     # stands for one that got in anyway (a disabled trigger, a restore).
     _disable_trigger("ledger_ledgertransaction", "has_entries")
     empty = LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
+    _enable_trigger("ledger_ledgertransaction", "has_entries")
 
     run = reconcile_ledger()
 
@@ -348,6 +370,7 @@ def test_since_option_limits_the_transaction_checks() -> None:
         " VALUES (%s, %s, '', %s)",
         ["ltx_old", LedgerTransactionKind.ADJUSTMENT, yesterday - timedelta(days=30)],
     )
+    _enable_trigger("ledger_ledgertransaction", "has_entries")
 
     recent_code, recent_output = _reconcile("--since", today)
     everything_code, everything_output = _reconcile()
@@ -444,3 +467,229 @@ def test_a_run_that_crashes_is_recorded_as_failed(monkeypatch: pytest.MonkeyPatc
     run = ReconciliationRun.objects.get()
     assert run.status == ReconciliationRun.Status.FAILED
     assert run.finished_at is not None
+
+
+# --- what an independent review planted (issue 8) -------------------------------------------
+
+
+def _three_transfers() -> tuple[Account, list[LedgerEntry]]:
+    """A wallet with three entries after its funding; returns it and its entries, oldest
+    first."""
+    merchant = _merchant()
+    alice, bob = _wallet(merchant, balance=1_000), _wallet(merchant)
+    for amount in (100, 200, 300):
+        transfer_create(merchant=merchant, source=alice, destination=bob, amount=amount)
+    return alice, list(LedgerEntry.objects.filter(account=alice).order_by("id"))
+
+
+@pytest.mark.django_db
+def test_a_wrong_historical_balance_after_is_a_break() -> None:
+    # Only the newest balance_after used to be checked, while "balance at time T" serves
+    # every one of them.
+    alice, entries = _three_transfers()
+    _disable_trigger("ledger_ledgerentry", "append_only")
+    _sql("UPDATE ledger_ledgerentry SET balance_after = 777 WHERE id = %s", [entries[1].pk])
+    _enable_trigger("ledger_ledgerentry", "append_only")
+
+    run = reconcile_ledger()
+
+    (item,) = run.breaks
+    assert (item["check"], item["object"], item["entry"]) == ("I2", alice.public_id, entries[1].pk)
+    assert (item["expected"], item["actual"]) == (900, 777)
+
+
+@pytest.mark.django_db
+def test_an_entry_dated_before_the_one_ahead_of_it_is_a_break() -> None:
+    _, entries = _three_transfers()
+    _disable_trigger("ledger_ledgerentry", "append_only")
+    _sql(
+        "UPDATE ledger_ledgerentry SET created_at = %s WHERE id = %s",
+        [entries[1].created_at - timedelta(seconds=1), entries[2].pk],
+    )
+    _enable_trigger("ledger_ledgerentry", "append_only")
+
+    run = reconcile_ledger()
+
+    (item,) = run.breaks
+    assert (item["check"], item["entry"]) == ("I2", entries[2].pk)
+    assert "before the entry ahead of it" in item["message"]
+
+
+@pytest.mark.django_db
+def test_a_wallet_that_went_below_its_floor_in_the_past_is_a_break() -> None:
+    # Every figure of today is right; only the history says the wallet was overdrawn.
+    wallet = _wallet()
+    bank = system_account_get(currency="GBP", purpose=SystemPurpose.SETTLEMENT)
+    gbp_wallet = _wallet(wallet.merchant, currency="GBP")
+    for amount in (-100, 100):
+        ledger_transaction = LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
+        after = -100 if amount < 0 else 0
+        LedgerEntry.objects.bulk_create(
+            [
+                LedgerEntry(
+                    transaction=ledger_transaction,
+                    account=gbp_wallet,
+                    amount=amount,
+                    currency="GBP",
+                    balance_after=after,
+                    created_at=timezone.now(),
+                ),
+                LedgerEntry(
+                    transaction=ledger_transaction,
+                    account=bank,
+                    amount=-amount,
+                    currency="GBP",
+                    balance_after=-after,
+                    created_at=timezone.now(),
+                ),
+            ]
+        )
+
+    run = reconcile_ledger()
+
+    (item,) = run.breaks
+    assert (item["check"], item["object"]) == ("I4", gbp_wallet.public_id)
+    assert (item["expected"], item["actual"]) == (0, -100)
+
+
+@pytest.mark.django_db
+def test_an_entry_in_another_currency_than_its_account_is_a_break() -> None:
+    # Only with the foreign key gone; the balance check groups by the account's currency,
+    # so the two entries below balance (both accounts are in USD).
+    merchant = _merchant()
+    alice, bob = _wallet(merchant, balance=500), _wallet(merchant)
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")
+    _sql("ALTER TABLE ledger_ledgerentry DROP CONSTRAINT entry_currency_is_its_accounts")
+    _sql("SET CONSTRAINTS ALL DEFERRED")
+    ledger_transaction = LedgerTransaction.objects.create(kind=LedgerTransactionKind.ADJUSTMENT)
+    for account, amount in ((alice, -5), (bob, 5)):
+        LedgerEntry.objects.create(
+            transaction=ledger_transaction,
+            account=account,
+            amount=amount,
+            currency="EUR",
+            balance_after=account.balance + amount,
+            created_at=timezone.now(),
+        )
+    _sql("UPDATE accounts_account SET balance = balance - 5 WHERE id = %s", [alice.pk])
+    _sql("UPDATE accounts_account SET balance = balance + 5 WHERE id = %s", [bob.pk])
+
+    run = reconcile_ledger()
+
+    currency_breaks = {
+        (item["object"], item["actual"])
+        for item in run.breaks
+        if "not its account's" in item["message"]
+    }
+    assert currency_breaks == {(alice.public_id, "EUR"), (bob.public_id, "EUR")}
+    # The probe finds the missing foreign key too.
+    assert ("I3", "ledger_ledgerentry") in _checks(run)
+
+
+@pytest.mark.django_db
+def test_a_guard_function_replaced_by_one_that_lets_changes_through_is_a_break() -> None:
+    # The trigger is still there, named and enabled: only trying a change shows it is gone.
+    _wallet(balance=500)
+    _sql(
+        "CREATE OR REPLACE FUNCTION moneta_refuse_change() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RETURN COALESCE(NEW, OLD); END $$"
+    )
+
+    run = reconcile_ledger()
+
+    messages = {item["message"] for item in run.breaks}
+    for table in ("ledger_ledgertransaction", "ledger_ledgerentry", "audit_auditlog"):
+        assert f"table {table}: an UPDATE was let through" in messages
+        assert f"table {table}: a DELETE was let through" in messages
+
+
+@pytest.mark.django_db
+def test_a_balance_check_that_no_longer_checks_is_a_break() -> None:
+    _wallet(balance=500)
+    _sql(
+        "CREATE OR REPLACE FUNCTION moneta_check_transaction_balances() RETURNS trigger"
+        " LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
+    )
+
+    run = reconcile_ledger()
+
+    assert [item["message"] for item in run.breaks] == [
+        "table ledger_ledgerentry: an unbalanced posting was let through"
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_entries_let_into_a_committed_transaction_are_a_break() -> None:
+    _wallet(balance=500)  # committed: its ledger transaction is another database transaction's
+
+    with transaction.atomic():
+        _disable_trigger("ledger_ledgerentry", "written_with_its_transaction")
+        run = reconcile_ledger()
+        transaction.set_rollback(True)  # the trigger comes back
+
+    assert [item["message"] for item in run.breaks] == [
+        "table ledger_ledgerentry: an entry added to a ledger transaction committed earlier "
+        "was let through"
+    ]
+
+
+@pytest.mark.django_db
+def test_the_probe_leaves_nothing_behind() -> None:
+    _wallet(balance=500)
+    before = {
+        model: model.objects.count()
+        for model in (Account, LedgerTransaction, LedgerEntry, ReconciliationRun)
+    }
+    audit_before = AuditLog.objects.count()
+
+    run = reconcile_ledger()
+
+    assert run.status == ReconciliationRun.Status.OK
+    assert {model: model.objects.count() for model in before} == {
+        **before,
+        ReconciliationRun: before[ReconciliationRun] + 1,
+    }
+    assert AuditLog.objects.count() == audit_before + 1  # reconciliation.finished
+
+
+@pytest.mark.django_db
+def test_an_fx_position_beyond_the_bound_is_a_break(settings: Any) -> None:
+    settings.RECONCILE_FX_POSITION_LIMIT = 1_000
+    merchant = _merchant()
+    usd, eur = _wallet(merchant, balance=10_000), _wallet(merchant, currency="EUR")
+    fx_rate_set(source_currency="USD", destination_currency="EUR", rate="0.9")
+
+    def convert(amount: int) -> None:
+        quote = fx_quote_create(
+            merchant=merchant, source_currency="USD", destination_currency="EUR"
+        )
+        transfer_create(
+            merchant=merchant, source=usd, destination=eur, amount=amount, fx_quote=quote
+        )
+
+    convert(1_000)  # the USD position is exactly at the bound, EUR at -900
+    assert reconcile_ledger().status == ReconciliationRun.Status.OK
+
+    convert(1)
+    run = reconcile_ledger()
+
+    fx_usd = system_account_get(currency="USD", purpose=SystemPurpose.FX)
+    assert _checks(run) == {("fx_position", fx_usd.public_id)}
+    assert (run.breaks[0]["expected"], run.breaks[0]["actual"]) == (1_000, 1_001)
+    assert run.checked["fx_accounts"] == 2
+
+
+@pytest.mark.django_db
+def test_a_run_that_crashes_is_audited(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args: object) -> int:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("ledger.reconciliation._check_accounts", crash)
+
+    with pytest.raises(RuntimeError):
+        reconcile_ledger()
+
+    run = ReconciliationRun.objects.get()
+    row = AuditLog.objects.get(action="reconciliation.failed")
+    assert row.object_id == str(run.pk)
+    assert row.reason == "RuntimeError: database went away"

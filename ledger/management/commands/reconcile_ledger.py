@@ -35,9 +35,10 @@ def parse_since(value: str) -> datetime:
 
 class Command(AuditedCommand):
     help = (
-        "Check the ledger invariants (I1 balanced transactions, I2 balances match entries, "
-        "I4 wallets within limits and holds, I5 currencies sum to zero, provider clearing "
-        "thresholds, I3 append-only triggers), record a reconciliation run and report it. "
+        "Check the ledger invariants (I1 balanced transactions, I2 balances and every "
+        "entry's balance_after match the entries, I4 wallets within limits and holds now and "
+        "at every entry, I5 currencies sum to zero, provider clearing and FX position bounds, "
+        "I3 the database refuses changes), record a reconciliation run and report it. "
         "Exit code 0 when everything holds, 1 when anything breaks."
     )
 
@@ -96,10 +97,11 @@ class Command(AuditedCommand):
             f"{_count(checked['accounts'], 'account')} (I2, I4), "
             f"{_count(checked['currencies'], 'currency', 'currencies')} (I5), "
             f"{_count(checked['clearing_accounts'], 'provider clearing account')}, "
+            f"{_count(checked['fx_accounts'], 'FX account')}, "
             + (
-                f"append-only triggers on {_count(tables, 'table')} (I3)."
+                f"the database's guards on {_count(tables, 'table')} (I3, by trying changes)."
                 if tables is not None
-                else "append-only triggers skipped (not PostgreSQL)."
+                else "the database's guards skipped (not PostgreSQL)."
             )
         )
         if run.status == ReconciliationRun.Status.OK:
