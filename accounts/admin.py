@@ -69,6 +69,7 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
     """Staff create and revoke keys here; the secret is shown once, right after creation."""
 
     list_display = (
+        "public_id",
         "prefix",
         "merchant",
         "name",
@@ -78,8 +79,9 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
         "last_used_at",
     )
     list_filter = ("revoked", "read_only", "merchant")
-    search_fields = ("prefix", "name", "merchant__name")
+    search_fields = ("public_id", "prefix", "name", "merchant__name")
     readonly_fields = (
+        "public_id",
         "merchant",
         "name",
         "prefix",

@@ -41,6 +41,7 @@ def _hash(secret: str) -> str:
 
 def _key_data(api_key: ApiKey) -> dict[str, object]:
     return {
+        "id": api_key.public_id,
         "prefix": api_key.prefix,
         "merchant": api_key.merchant.public_id,
         "name": api_key.name,
@@ -65,7 +66,7 @@ def api_key_create(
         audit_log_record(
             action="api_key.created",
             object_type="api_key",
-            object_id=str(api_key.pk),
+            object_id=api_key.public_id,
             new_values=_key_data(api_key),
         )
     return api_key, secret
@@ -79,7 +80,7 @@ def api_key_revoke(*, api_key: ApiKey, reason: str = "") -> ApiKey:
         audit_log_record(
             action="api_key.revoked",
             object_type="api_key",
-            object_id=str(api_key.pk),
+            object_id=api_key.public_id,
             old_values=old,
             new_values=_key_data(api_key),
             reason=reason,
@@ -93,7 +94,7 @@ def api_key_write_refused(*, api_key: ApiKey, method: str, path: str) -> None:
     audit_log_record(
         action="api_key.write_denied",
         object_type="api_key",
-        object_id=api_key.prefix,
+        object_id=api_key.public_id,
         new_values={"method": method, "path": path},
         reason="a read-only API key tried to write",
     )
@@ -101,7 +102,7 @@ def api_key_write_refused(*, api_key: ApiKey, method: str, path: str) -> None:
 
 # Every API request runs this query, so it is written out: the ORM would spend more time
 # building it than PostgreSQL spends answering it (docs/benchmarks.md).
-_KEY_FIELDS = ("id", "merchant_id", "prefix", "read_only", "last_used_at")
+_KEY_FIELDS = ("id", "public_id", "merchant_id", "prefix", "read_only", "last_used_at")
 _MERCHANT_FIELDS = ("id", "public_id", "name")
 # Table and column names only; the hash is a parameter.
 _LIVE_KEY_SQL = (

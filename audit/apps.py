@@ -6,4 +6,7 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit and events"
 
     def ready(self) -> None:
-        from audit import signals  # noqa: F401  - binds the worker's actor to Celery tasks
+        # signals binds the worker's actor to Celery tasks; staff audits users and rights.
+        from audit import signals, staff  # noqa: F401
+
+        staff.connect()

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "accounts",
     "ledger",
     "payments",
+    "bench",
 ]
 
 MIDDLEWARE = [

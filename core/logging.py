@@ -44,6 +44,10 @@ class JsonFormatter(_JsonFormatter):
 
 
 access_logger = logging.getLogger("moneta.access")
+# Where authentication leaves the calling API key's public id and its merchant's, for the
+# access log line (written after the request's audit context is gone).
+API_KEY_META = "moneta.api_key"
+MERCHANT_META = "moneta.merchant"
 
 
 class AccessLogMiddleware:
@@ -76,6 +80,8 @@ class AccessLogMiddleware:
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                 "referer": meta.get("HTTP_REFERER", ""),
                 "user_agent": meta.get("HTTP_USER_AGENT", ""),
+                "api_key": meta.get(API_KEY_META, ""),
+                "merchant": meta.get(MERCHANT_META, ""),
             },
         )
         return response

@@ -14,6 +14,7 @@ from audit import context
 from audit.context import ActorType
 from core.api.throttling import ApiKeyRateThrottle
 from core.cache import default_redis
+from core.logging import API_KEY_META, MERCHANT_META
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = api_key_authenticate(secret.strip(), read_generation=read_generation)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        context.rebind(actor_type=ActorType.API_KEY, actor=api_key.prefix)
+        # The key's unique public id, and the merchant it acts for, on every audit row and
+        # log line the request writes (the prefix is for display only: not unique).
+        context.rebind(
+            actor_type=ActorType.API_KEY, actor=api_key.public_id, merchant_id=api_key.merchant_id
+        )
+        request.META[API_KEY_META] = api_key.public_id
+        request.META[MERCHANT_META] = api_key.merchant.public_id
         return ApiKeyPrincipal(api_key), api_key
 
     def authenticate_header(self, request: HttpRequest) -> str:

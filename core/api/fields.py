@@ -43,7 +43,7 @@ def foreign_object_check(
         request._request,
         action="api_key.foreign_object_denied",
         object_type="api_key",
-        object_id=principal.api_key.prefix,
+        object_id=principal.api_key.public_id,
         new_values={
             "method": request.method,
             "path": request.path,

@@ -30,7 +30,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from django.conf import settings
@@ -219,7 +219,7 @@ def idempotency_key_claim(
             continue
         if row.lock_token == token and row.state == IdempotencyKeyState.IN_FLIGHT:
             return _Claim(row.pk, token)
-        if row.created_at <= now - _ttl():
+        if _retained_since(row) <= now - _ttl():
             # Past the retention window the key counts as new (as if already purged).
             IdempotencyKey.objects.filter(
                 pk=row.pk, state=row.state, lock_token=row.lock_token
@@ -244,6 +244,14 @@ def idempotency_key_claim(
             logger.warning("idempotency key %s taken over after a stale lock", row.pk)
             return _Claim(row.pk, token)
     raise _in_use()
+
+
+def _retained_since(row: IdempotencyKey) -> datetime:
+    """When a key's retention started: its completion (so that a key taken over and
+    completed late is still kept a whole window), or, while in flight, its last claim."""
+    if row.state == IdempotencyKeyState.COMPLETED and row.completed_at is not None:
+        return row.completed_at
+    return row.locked_at or row.created_at
 
 
 def _stores(response: HttpResponseBase) -> bool:

@@ -163,7 +163,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         if counted.count > counted.window.limit:
             logger.info(
                 "rate limit exceeded for API key %s: %d requests this window of %d s",
-                api_key.prefix,
+                api_key.public_id,
                 counted.count,
                 counted.window.seconds,
             )

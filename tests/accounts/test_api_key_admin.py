@@ -53,4 +53,4 @@ def test_staff_revoke_keys_with_the_action(staff_client: Client) -> None:
 
     api_key.refresh_from_db()
     assert api_key.revoked
-    assert AuditLog.objects.filter(action="api_key.revoked", object_id=str(api_key.pk)).exists()
+    assert AuditLog.objects.filter(action="api_key.revoked", object_id=api_key.public_id).exists()

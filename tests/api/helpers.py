@@ -157,11 +157,11 @@ def assert_foreign_object_denied(
     rows = list(AuditLog.objects.filter(id__gt=audit_id_before).order_by("id"))
     assert [(row.new_values["object"], row.new_values["param"]) for row in rows] == list(named)
     assert client.api_key is not None
-    prefix = client.api_key.prefix
+    key_id = client.api_key.public_id
     request = response.wsgi_request  # type: ignore[attr-defined]
     for row in rows:
-        assert (row.action, row.actor_type, row.actor) == (FOREIGN_OBJECT_DENIED, "api_key", prefix)
-        assert (row.object_type, row.object_id) == ("api_key", prefix)
+        assert (row.action, row.actor_type, row.actor) == (FOREIGN_OBJECT_DENIED, "api_key", key_id)
+        assert (row.object_type, row.object_id) == ("api_key", key_id)
         assert row.request_id == response["X-Request-Id"]
         assert row.ip_address == "127.0.0.1"
         assert (row.new_values["method"], row.new_values["path"]) == (request.method, request.path)

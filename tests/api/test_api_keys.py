@@ -175,7 +175,7 @@ def test_revoked_key_is_401_at_once(api, api_key):
     before = row_counts()
     assert_error(api.post("customers", {"name": "x"}), 401, "authentication_error")
     assert row_counts() == before
-    assert AuditLog.objects.filter(action="api_key.revoked", object_id=str(key.pk)).exists()
+    assert AuditLog.objects.filter(action="api_key.revoked", object_id=key.public_id).exists()
 
 
 def test_revoking_one_key_leaves_the_merchants_other_keys_working(api, api_key, merchant):
@@ -256,8 +256,8 @@ def test_read_only_key_cannot_write(read_only_api, funded_account, make_customer
     assert row is not None
     assert (row.actor_type, row.actor, row.object_id) == (
         "api_key",
-        read_only_api.api_key.prefix,
-        read_only_api.api_key.prefix,
+        read_only_api.api_key.public_id,
+        read_only_api.api_key.public_id,
     )
     assert row.request_id.startswith("req_")
     source.refresh_from_db()
@@ -293,7 +293,8 @@ def test_api_writes_are_audited_with_the_key_and_the_request_id(api, api_key, fu
     rows = {row.object_id: row for row in AuditLog.objects.filter(id__gt=start)}
     assert set(rows) >= {customer["id"], account["id"], transfer["id"]}
     for row in rows.values():
-        assert (row.actor_type, row.actor) == ("api_key", key.prefix), row
+        assert (row.actor_type, row.actor) == ("api_key", key.public_id), row
+        assert row.merchant_id == key.merchant_id, row  # the merchant the key acted for
     assert rows[customer["id"]].request_id == "req-test-1"
     assert rows[customer["id"]].user_agent == "tests/1"
     assert rows[customer["id"]].ip_address == "127.0.0.1"
@@ -323,7 +324,7 @@ def test_a_declined_transfer_is_audited_with_the_key(api, api_key, funded_accoun
     row = AuditLog.objects.get(object_id=failed["transfer"])
     assert (row.actor_type, row.actor, row.request_id) == (
         "api_key",
-        api_key[0].prefix,
+        api_key[0].public_id,
         "req-declined",
     )
 

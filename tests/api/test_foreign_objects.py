@@ -81,12 +81,12 @@ def test_the_audit_row_carries_the_requests_context(api, other_merchant, funded_
     row = AuditLog.objects.get(action=FOREIGN_OBJECT_DENIED)
     assert (row.actor_type, row.actor, row.request_id, row.ip_address, row.user_agent) == (
         ActorType.API_KEY,
-        api.api_key.prefix,
+        api.api_key.public_id,
         "req-bola-1",
         "127.0.0.1",
         "probe/1.0",
     )
-    assert (row.object_type, row.object_id) == ("api_key", api.api_key.prefix)
+    assert (row.object_type, row.object_id) == ("api_key", api.api_key.public_id)
     assert row.new_values == {
         "method": "GET",
         "path": f"/api/v1/accounts/{theirs.public_id}/balance",

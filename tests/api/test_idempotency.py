@@ -196,13 +196,29 @@ def test_a_key_past_the_retention_window_counts_as_new(
     source, destination = pair
     key = new_key()
     api.post("transfers", transfer_body(source, destination), **{KEY: key})
-    IdempotencyKey.objects.filter(key=key).update(
-        created_at=timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS, seconds=1)
-    )
+    expired = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS, seconds=1)
+    IdempotencyKey.objects.filter(key=key).update(created_at=expired, completed_at=expired)
     response = api.post("transfers", transfer_body(source, destination, amount=7), **{KEY: key})
     assert response.status_code == 201
     assert REPLAYED_HEADER not in response
     assert balances(source, destination) == [893, 107]
+
+
+def test_a_key_completed_late_is_kept_a_whole_window_from_its_completion(
+    api: ApiClient, pair: tuple[Account, Account]
+) -> None:
+    # Claimed almost 24 hours ago, taken over and completed just now: still replayed.
+    source, destination = pair
+    key = new_key()
+    api.post("transfers", transfer_body(source, destination), **{KEY: key})
+    claimed = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS, seconds=1)
+    IdempotencyKey.objects.filter(key=key).update(created_at=claimed)
+
+    replayed = api.post("transfers", transfer_body(source, destination), **{KEY: key})
+
+    assert replayed[REPLAYED_HEADER] == "true"
+    assert balances(source, destination) == [900, 100]
+    assert purge_idempotency_keys() == 0
 
 
 # --- what is stored and what is not ---------------------------------------------------------
@@ -440,7 +456,7 @@ def test_purge_deletes_keys_older_than_the_ttl(
     old = now - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS, minutes=1)
     recent = now - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS, minutes=-1)
 
-    def row(key: str, state: str, at: Any) -> IdempotencyKey:
+    def row(key: str, state: str, at: Any, claimed: Any = None) -> IdempotencyKey:
         completed = state == IdempotencyKeyState.COMPLETED
         return IdempotencyKey.objects.create(
             merchant=merchant,
@@ -453,18 +469,21 @@ def test_purge_deletes_keys_older_than_the_ttl(
             locked_at=None if completed else at,
             response_status=201 if completed else None,
             response_body=b"{}" if completed else None,
-            created_at=at,
+            created_at=claimed or at,
+            completed_at=at if completed else None,
         )
 
     row("old-completed", IdempotencyKeyState.COMPLETED, old)
     row("old-abandoned", IdempotencyKeyState.IN_FLIGHT, old)
     row("recent-completed", IdempotencyKeyState.COMPLETED, recent)
     row("recent-in-flight", IdempotencyKeyState.IN_FLIGHT, recent)
+    row("claimed-long-ago-completed-now", IdempotencyKeyState.COMPLETED, recent, claimed=old)
 
     assert purge_idempotency_keys.delay().get() == 2
     assert set(IdempotencyKey.objects.values_list("key", flat=True)) == {
         "recent-completed",
         "recent-in-flight",
+        "claimed-long-ago-completed-now",
     }
     assert purge_idempotency_keys() == 0
 

@@ -227,7 +227,7 @@ def test_api_writes_record_what_they_did_with_the_whole_stack(
     assert {customer["id"], account["id"], transfer["id"]} <= {row.object_id for row in rows}
     assert {
         (row.actor_type, row.actor, row.request_id, row.ip_address, row.user_agent) for row in rows
-    } == {("api_key", api_key[0].prefix, "req_write", "127.0.0.1", "merchant-sdk/2")}
+    } == {("api_key", api_key[0].public_id, "req_write", "127.0.0.1", "merchant-sdk/2")}
 
 
 # The admin ----------------------------------------------------------------------------------

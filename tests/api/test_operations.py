@@ -339,7 +339,7 @@ def test_log_lines_carry_the_request_id_and_actor(
     throttle = next(r for r in records if r["logger"] == "core.api.throttling")
     assert throttle["level"] == "INFO"
     assert throttle["actor_type"] == "api_key"
-    assert throttle["actor"] == api.api_key.prefix
+    assert throttle["actor"] == api.api_key.public_id
     assert "time" in throttle
     # … and Django's line for the 429, written after the middleware has finished, carries
     # the request id as well.

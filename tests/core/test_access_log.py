@@ -8,7 +8,9 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
+from accounts.api_keys import api_key_create
 from core.logging import JsonFormatter, RequestContextFilter
+from tests.factories import MerchantFactory
 
 WITH_ACCESS_LOG = [
     settings.MIDDLEWARE[0],
@@ -67,3 +69,20 @@ def test_without_the_setting_nothing_is_logged(
     with caplog.at_level(logging.INFO, logger="moneta.access"):
         client.get("/health/live")
     assert _access_records(caplog) == []
+
+
+@pytest.mark.django_db
+@override_settings(MIDDLEWARE=WITH_ACCESS_LOG)
+def test_an_api_request_names_its_key_and_merchant_in_the_access_line(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    merchant = MerchantFactory.create()
+    api_key, secret = api_key_create(merchant=merchant)
+
+    with caplog.at_level(logging.INFO, logger="moneta.access"):
+        client.get("/api/v1/customers", HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    [record] = _access_records(caplog)
+    line = json.loads(JsonFormatter("%(message)s").format(record))
+    assert (line["api_key"], line["merchant"]) == (api_key.public_id, merchant.public_id)
+    assert api_key.public_id.startswith("key_")

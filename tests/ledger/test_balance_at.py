@@ -1,6 +1,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.services import hold_capture, hold_create, hold_release
@@ -60,3 +62,29 @@ def test_balance_at_the_moment_of_a_capture_counts_the_money_once():
     assert (just_before.balance, just_before.available) == (1_000, 700)
     payee_at_capture = account_balance(account=payee, as_of=capture_time)
     assert (payee_at_capture.balance, payee_at_capture.available) == (200, 200)
+
+
+def test_balance_at_a_time_reads_entries_and_holds_in_one_statement():
+    # One statement is one snapshot: a capture committing meanwhile (the money leaves the
+    # hold and enters the entries at once) cannot be seen half done.
+    account = AccountFactory.create(balance=500)
+    hold_create(account=account, amount=100)
+
+    with CaptureQueriesContext(connection) as queries:
+        balance = account_balance(account=account, as_of=timezone.now())
+
+    assert (balance.balance, balance.available) == (500, 400)
+    assert len(queries) == 1
+
+
+def test_hold_times_come_from_the_database_clock(monkeypatch: pytest.MonkeyPatch):
+    # An application server whose clock is an hour slow: the hold still opens and closes
+    # at the database's time, the time its account's entries carry.
+    account = AccountFactory.create(balance=500)
+    slow = timezone.now() - timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: slow)
+
+    hold = hold_release(hold=hold_create(account=account, amount=100))
+
+    assert hold.created_at > slow + timedelta(minutes=59)
+    assert hold.closed_at is not None and hold.closed_at >= hold.created_at

@@ -31,5 +31,7 @@ class Command(AuditedCommand):
                 merchant=merchant, name=options["name"], read_only=options["read_only"]
             )
         scope = "read-only" if api_key.read_only else "read and write"
-        self.stdout.write(f"API key {api_key.prefix}… for {merchant.name} ({scope}):")
+        self.stdout.write(
+            f"API key {api_key.public_id} ({api_key.prefix}…) for {merchant.name} ({scope}):"
+        )
         self.stdout.write(secret)
