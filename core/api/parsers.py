@@ -58,7 +58,7 @@ class LimitedJSONParser(parsers.JSONParser):
             ) from None
         try:
             return json.loads(
-                text.removeprefix("\ufeff"),  # a byte order mark, which RFC 8259 lets us ignore
+                text,
                 object_pairs_hook=_object_without_duplicate_keys,
                 parse_constant=_refuse_constant,
             )

@@ -1,17 +1,19 @@
 import functools
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from django.db.models import QuerySet
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.urls import reverse
 from drf_spectacular.settings import spectacular_settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
-from rest_framework import exceptions, permissions, serializers, viewsets
+from rest_framework import exceptions, permissions, viewsets
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.renderers import JSONRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts.api_keys import api_key_write_refused
@@ -21,12 +23,13 @@ from core.api.fields import PUBLIC_ID, foreign_object_check
 from core.api.throttling import AnonymousRateThrottle
 
 
-@functools.cache
-def _built_schema() -> dict[str, Any]:
-    """The schema as `manage.py spectacular` builds it: from the code alone, so once per
-    process (building it takes tens of milliseconds)."""
-    generator = spectacular_settings.DEFAULT_GENERATOR_CLASS()
-    return dict(generator.get_schema(request=None, public=True))
+class KeylessView(APIView):
+    """The views anyone may call (index, schema, docs): no key is read, and every request
+    counts against the address's anonymous rate limit."""
+
+    authentication_classes: Sequence[type[BaseAuthentication]] = []
+    permission_classes: Sequence[type[permissions.BasePermission]] = []
+    throttle_classes: Sequence[type[BaseThrottle]] = [AnonymousRateThrottle]
 
 
 class JsonErrorsMixin:
@@ -40,53 +43,51 @@ class JsonErrorsMixin:
         return response
 
 
-class CachedSchemaView(JsonErrorsMixin, SpectacularAPIView):
-    """/api/v1/schema/: the schema built once per process, in JSON or YAML as negotiated,
-    for anyone (within the anonymous rate limit). drf-spectacular's `lang` and `version`
-    parameters are not read: the API has one version, in English."""
+@functools.cache
+def _built_schema() -> dict[str, Any]:
+    """The schema as `manage.py spectacular` builds it: from the code alone, so once per
+    process (building it takes tens of milliseconds)."""
+    generator = spectacular_settings.DEFAULT_GENERATOR_CLASS()
+    return dict(generator.get_schema(request=None, public=True))
 
-    authentication_classes: list[type[BaseAuthentication]] = []
-    permission_classes: list[type[permissions.BasePermission]] = []
-    throttle_classes = [AnonymousRateThrottle]
+
+@functools.cache
+def _rendered_schema(renderer_class: type[BaseRenderer]) -> tuple[bytes, str]:
+    """The schema written by one of the schema view's renderers (JSON or YAML: rendering
+    costs as much again as building), once per process and renderer; with its
+    Content-Type."""
+    renderer = renderer_class()
+    content = renderer.render(_built_schema(), renderer.media_type, {})
+    charset = f"; charset={renderer.charset}" if renderer.charset else ""
+    return bytes(content), f"{renderer.media_type}{charset}"
+
+
+class CachedSchemaView(KeylessView, JsonErrorsMixin, SpectacularAPIView):
+    """/api/v1/schema/: the schema built and rendered once per process, in JSON or YAML as
+    negotiated, for anyone (within the anonymous rate limit). drf-spectacular's `lang` and
+    `version` parameters are not read: the API has one version, in English."""
 
     @extend_schema(exclude=True)  # SPECTACULAR_SETTINGS["SERVE_INCLUDE_SCHEMA"] is off
-    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        renderer_class = type(request.accepted_renderer)
+        content, content_type = _rendered_schema(renderer_class)  # type: ignore[arg-type]
+        response = HttpResponse(content, content_type=content_type)
         filename = self._get_filename(request, None)
-        return Response(
-            _built_schema(), headers={"Content-Disposition": f'inline; filename="{filename}"'}
-        )
+        response["Content-Disposition"] = f'inline; filename="{filename}"'
+        return response
 
 
-class DocsView(JsonErrorsMixin, SpectacularRedocView):
+class DocsView(KeylessView, JsonErrorsMixin, SpectacularRedocView):
     """/api/v1/docs/: the schema rendered for people, for anyone (within the anonymous rate
     limit)."""
 
-    authentication_classes: list[type[BaseAuthentication]] = []
-    permission_classes: list[type[permissions.BasePermission]] = []
-    throttle_classes = [AnonymousRateThrottle]
     url_name = "schema"
 
 
-class ApiIndexView(APIView):
+class ApiIndexView(KeylessView):
     """GET /api/v1/: where a new user starts; no key needed."""
 
-    authentication_classes: list[type[BaseAuthentication]] = []
-    permission_classes: list[type[permissions.BasePermission]] = []
-    throttle_classes = [AnonymousRateThrottle]
-
-    @extend_schema(
-        operation_id="api_index",
-        description="Links to the schema and the docs; no API key needed.",
-        auth=[],
-        responses=inline_serializer(
-            "ApiIndex",
-            {
-                "object": serializers.ChoiceField(choices=["api"]),
-                "schema": serializers.URLField(help_text="The OpenAPI 3 schema."),
-                "docs": serializers.URLField(help_text="The schema rendered for people."),
-            },
-        ),
-    )
+    @extend_schema(exclude=True)  # like the schema and the docs: about the API, not of it
     def get(self, request: Request) -> Response:
         return Response(
             {
