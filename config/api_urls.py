@@ -1,11 +1,11 @@
 """/api/v1/: the public API (SPEC §4.2). Paths have no trailing slash, as in the SPEC."""
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import SimpleRouter
 
 from accounts.api.views import AccountViewSet, CustomerViewSet
 from audit.api.views import EventViewSet
+from core.api.views import ApiIndexView, CachedSchemaView, DocsView
 from payments.api.views import FxQuoteViewSet, TransferViewSet
 
 router = SimpleRouter(trailing_slash=False)
@@ -16,19 +16,8 @@ router.register("fx_quotes", FxQuoteViewSet, basename="fx_quote")
 router.register("events", EventViewSet, basename="event")
 
 urlpatterns = [
-    path(
-        "schema/",
-        SpectacularAPIView.as_view(
-            authentication_classes=[], permission_classes=[], throttle_classes=[]
-        ),
-        name="schema",
-    ),
-    path(
-        "docs/",
-        SpectacularRedocView.as_view(
-            url_name="schema", authentication_classes=[], permission_classes=[], throttle_classes=[]
-        ),
-        name="docs",
-    ),
+    path("", ApiIndexView.as_view(), name="api-index"),
+    path("schema/", CachedSchemaView.as_view(), name="schema"),
+    path("docs/", DocsView.as_view(), name="docs"),
     path("", include(router.urls)),
 ]

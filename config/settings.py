@@ -166,8 +166,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "core.api.pagination.NewestFirstPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "core.api.schema.MonetaAutoSchema",
+    "DEFAULT_METADATA_CLASS": "core.api.metadata.SchemaPointerMetadata",
     "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["core.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "core.api.throttling.ApiKeyRateThrottle",
+        "core.api.throttling.AnonymousRateThrottle",
+    ],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -194,6 +198,9 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 # Requests per API key: N/second, N/minute, N/hour or N/day, in fixed windows; "off"
 # disables it. Over the limit: 429 rate_limit_error with Retry-After.
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="100/second")
+# Requests without a valid API key (none, an invalid one, the schema and docs) per client
+# address (IPv6: per /64), in the same syntax; beyond it 429 with Retry-After.
+API_ANONYMOUS_RATE_LIMIT = env.str("API_ANONYMOUS_RATE_LIMIT", default="60/minute")
 
 PROVIDER_SIMULATOR_URL = env.str("PROVIDER_SIMULATOR_URL", default="")
 WEBHOOKS_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKS_ALLOW_PRIVATE_URLS", default=True)

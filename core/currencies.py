@@ -33,7 +33,7 @@ def normalize_currency(code: str) -> str:
     upper = code.strip().upper()
     if upper not in moneyed.CURRENCIES or upper in _NOT_MONEY:
         raise ValidationError(
-            f"{code!r} is not a supported ISO 4217 currency",
+            "currency must be a supported ISO 4217 code, e.g. USD",
             code="invalid_currency",
             param="currency",
         )

@@ -1,6 +1,8 @@
 """The one rule for free text and metadata given to a service (SPEC §4.1), so that nothing
 reaches the database that it would refuse with an error of its own."""
 
+import json
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,16 +27,37 @@ def max_length_of(model: type[Model], field: str) -> int:
     return max_length
 
 
+# Unicode categories refused in text: controls (C0, DEL, C1, including tab and newline) and
+# format characters, which are invisible or reorder what is shown (U+202E RIGHT-TO-LEFT
+# OVERRIDE, U+200B ZERO WIDTH SPACE, U+FEFF, U+2066 isolates, soft hyphen, …), so that a name
+# or description always reads as what it is in the admin, a log or a client's screen.
+_REFUSED_CATEGORIES = {"Cc": "control", "Cf": "invisible formatting"}
+# Except the zero-width joiner and non-joiner, which Persian, Indic scripts and emoji need.
+_ALLOWED_FORMAT_CHARACTERS = {"\u200c", "\u200d"}
+
+
+def _unsafe_character(value: str) -> str | None:
+    """The first control or invisible formatting character of `value`, described."""
+    if value.isprintable():  # the usual text, checked at C speed: no Cc or Cf in it
+        return None
+    for char in value:
+        kind = _REFUSED_CATEGORIES.get(unicodedata.category(char))
+        if kind is not None and char not in _ALLOWED_FORMAT_CHARACTERS:
+            return f"{kind} character U+{ord(char):04X}"
+    return None
+
+
 def _text_problem(value: Any, max_length: int) -> str | None:
     """What keeps `value` out of a text column of `max_length` characters, or None."""
     if not isinstance(value, str):
         return "must be a string"
-    if "\x00" in value:
-        return "must not contain NUL characters"
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return "must be valid Unicode text"
+    unsafe = _unsafe_character(value)
+    if unsafe is not None:  # NUL among them, which PostgreSQL refuses
+        return f"must not contain control or invisible characters (found {unsafe})"
     if len(value) > max_length:
         return f"must be at most {max_length} characters"
     return None
@@ -42,7 +65,8 @@ def _text_problem(value: Any, max_length: int) -> str | None:
 
 def validate_text(value: Any, *, param: str, max_length: int, required: bool = False) -> str:
     """`value` unchanged if it is a string PostgreSQL can store in a column of `max_length`
-    characters: no NUL character, encodable as UTF-8 (no lone surrogates), not too long,
+    characters: encodable as UTF-8 (no lone surrogates), without control or invisible
+    formatting characters (NUL among them; see _REFUSED_CATEGORIES), not too long,
     and not blank when `required`. Anything else is a ValidationError naming `param`."""
     problem = _text_problem(value, max_length)
     if problem is not None:
@@ -70,5 +94,5 @@ def validate_metadata(value: Any, *, param: str = "metadata") -> dict[str, str]:
             raise ValidationError(f"{param} keys {problem}", param=param)
         problem = _text_problem(item, METADATA_VALUE_MAX_LENGTH)
         if problem is not None:
-            raise ValidationError(f"{param} value of {key!r} {problem}", param=param)
+            raise ValidationError(f"{param} value of {json.dumps(key)} {problem}", param=param)
     return dict(value)

@@ -15,9 +15,10 @@ def pytest_configure(config: pytest.Config) -> None:
             f"the test suite runs on PostgreSQL only (DATABASE_URL gives {engine}); "
             "run it with bin/test, which starts one"
         )
-    # Tests fire API requests faster than any client should; the rate limit has its own
-    # tests (tests/api/test_operations.py), which set a low one.
+    # Tests fire API requests faster than any client should; the rate limits have their
+    # own tests (tests/api/test_operations.py, tests/api/test_edge.py), which set low ones.
     settings.API_RATE_LIMIT = "1000000/second"
+    settings.API_ANONYMOUS_RATE_LIMIT = "1000000/second"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -121,7 +121,8 @@ def test_the_server_writes_json_access_lines_with_the_request_id(tmp_path: Path)
     assert status == 0
     assert uwsgi_pids(port) == []
     assert given.status_code == generated.status_code == 200
-    assert given.headers["X-Request-Id"] == "req_serve_test"
+    assert given.headers["X-Client-Request-Id"] == "req_serve_test"
+    assert given.headers["X-Request-Id"] != "req_serve_test"  # ours, always
     assert generated.headers["X-Request-Id"].startswith("req_")
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     for response in (given, generated):
@@ -132,6 +133,7 @@ def test_the_server_writes_json_access_lines_with_the_request_id(tmp_path: Path)
             and line["request_id"] == response.headers["X-Request-Id"]
         ]
         assert access["message"] == "GET /health/live 200"
+        assert access["client_request_id"] == response.headers.get("X-Client-Request-Id", "")
         assert (access["method"], access["path"], access["status"]) == ("GET", "/health/live", 200)
         assert access["level"] == "INFO"
         assert isinstance(access["duration_ms"], float)

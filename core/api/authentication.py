@@ -39,7 +39,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, secret = header.partition(" ")
-        if scheme != self.keyword or not secret.strip():
+        # The scheme is case-insensitive (RFC 9110 §11.1): `bearer` is `Bearer`.
+        if scheme.lower() != self.keyword.lower() or not secret.strip():
             raise exceptions.AuthenticationFailed("Use `Authorization: Bearer <api key>`.")
         # Checking the key cache's generation takes the rate limit's round trip to Redis.
         read_generation = (

@@ -130,13 +130,21 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+def _error_response(body: dict[str, Any], status: int) -> JsonResponse:
+    """An error body outside DRF, byte for byte as DRF's JSONRenderer writes the others
+    (compact, UTF-8)."""
+    return JsonResponse(
+        body, status=status, json_dumps_params={"separators": (",", ":"), "ensure_ascii": False}
+    )
+
+
 def not_found_view(request: HttpRequest, exception: Exception) -> JsonResponse:
     """handler404: JSON under /api/, Django's page elsewhere."""
     if not _is_api(request):
         from django.views.defaults import page_not_found
 
         return page_not_found(request, exception)  # type: ignore[return-value]
-    return JsonResponse(error_body("not_found", "resource_missing", "No such route."), status=404)
+    return _error_response(error_body("not_found", "resource_missing", "No such route."), 404)
 
 
 def server_error_view(request: HttpRequest) -> JsonResponse:
@@ -145,8 +153,8 @@ def server_error_view(request: HttpRequest) -> JsonResponse:
         from django.views.defaults import server_error
 
         return server_error(request)  # type: ignore[return-value]
-    return JsonResponse(
-        error_body("api_error", "internal_error", "Something went wrong on our side."), status=500
+    return _error_response(
+        error_body("api_error", "internal_error", "Something went wrong on our side."), 500
     )
 
 

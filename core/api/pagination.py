@@ -1,8 +1,36 @@
+"""Cursor pagination with opaque, tamper-evident cursors.
+
+DRF's cursors are base64 of `p=<id>`: they show the internal sequential id (so how many
+rows every merchant has created) and any forged one is taken. Ours carry the same position
+encrypted and signed, bound to the list (its path) and the merchant it was given to:
+`core.sealing` seals it; one we did not give out for this list answers 404 naming
+`cursor`, as the schema says.
+"""
+
+import struct
 from typing import Any
 
-from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
+from rest_framework.utils.urls import replace_query_param
+
+from core import sealing
+from core.api.authentication import ApiKeyPrincipal
+from core.api.errors import ApiError
+
+# flags (bit 0: reverse, bit 1: has a position), offset, position (an id).
+_CURSOR_LAYOUT = struct.Struct(">BHQ")
+_REVERSE, _HAS_POSITION = 1, 2
+
+
+def _cursor_not_ours() -> ApiError:
+    return ApiError(
+        status_code=404,
+        type="not_found",
+        code="resource_missing",
+        message="This cursor was not given out by this list.",
+        param="cursor",
+    )
 
 
 class NewestFirstPagination(CursorPagination):
@@ -12,17 +40,39 @@ class NewestFirstPagination(CursorPagination):
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+    request: Request  # set by paginate_queryset
+    base_url: str
+
+    def _list_binding(self) -> str:
+        """What a cursor is valid for: this list (its path, so also the account of an
+        entries list) of this merchant."""
+        principal = self.request.user
+        merchant = principal.merchant.pk if isinstance(principal, ApiKeyPrincipal) else ""
+        return f"moneta.cursor:{merchant}:{self.request.path}"
 
     def decode_cursor(self, request: Request) -> Cursor | None:
-        """DRF's decoding, plus: the position must be an id (an integer). Anything else
-        would reach the ORM as `id < 'abc'`, a ValueError (a 500), not a bad cursor."""
-        cursor: Any = super().decode_cursor(request)
-        if cursor is not None and cursor.position is not None:
-            try:
-                int(cursor.position)
-            except ValueError:
-                raise NotFound(self.invalid_cursor_message) from None
-        return cursor
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is None:
+            return None
+        plain = sealing.unseal(encoded, purpose=self._list_binding())
+        if plain is None or len(plain) != _CURSOR_LAYOUT.size:
+            raise _cursor_not_ours()
+        flags, offset, position = _CURSOR_LAYOUT.unpack(plain)
+        return Cursor(
+            offset=offset,
+            reverse=bool(flags & _REVERSE),
+            # A string, as DRF's own positions are (it compares them with str(row.id)).
+            position=str(position) if flags & _HAS_POSITION else None,  # type: ignore[arg-type]
+        )
+
+    def encode_cursor(self, cursor: Cursor) -> str:
+        flags = (_REVERSE if cursor.reverse else 0) | (
+            _HAS_POSITION if cursor.position is not None else 0
+        )
+        position = int(cursor.position) if cursor.position is not None else 0
+        plain = _CURSOR_LAYOUT.pack(flags, cursor.offset, position)
+        encoded = sealing.seal(plain, purpose=self._list_binding())
+        return str(replace_query_param(self.base_url, self.cursor_query_param, encoded))
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
@@ -38,7 +88,10 @@ class NewestFirstPagination(CursorPagination):
                     "maximum": self.max_page_size,
                 }
             elif parameter["name"] == self.cursor_query_param:
-                parameter["description"] = "Opaque: as found in a page's `next` or `previous` URL."
+                parameter["description"] = (
+                    "Opaque: as found in a page's `next` or `previous` URL, valid only for "
+                    "the list that gave it out (404 `resource_missing` otherwise)."
+                )
         return parameters
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS
 
-from core.api.fields import MerchantObjectField, StrictSerializer
+from core.api.fields import CurrencyField, MerchantObjectField, MetadataField, StrictSerializer
+from core.validation import METADATA_KEY_MAX_LENGTH, METADATA_MAX_KEYS, METADATA_VALUE_MAX_LENGTH
 
 ERROR_TYPES = [
     "invalid_request_error",
@@ -68,6 +69,32 @@ class ObjectTypeFieldExtension(OpenApiSerializerFieldExtension):
     def map_serializer_field(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
         field: ObjectTypeField = self.target
         return {"type": "string", "enum": [field.value], "description": field.help_text}
+
+
+class CurrencyFieldExtension(OpenApiSerializerFieldExtension):
+    """The currency as validation takes it: three letters, in any case."""
+
+    target_class = CurrencyField
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^[A-Za-z]{3}$"}  # the field's help_text added
+
+
+class MetadataFieldExtension(OpenApiSerializerFieldExtension):
+    """Metadata with the limits core.validation enforces (OpenAPI 3.0 cannot bound the
+    length of a key: the description says it)."""
+
+    target_class = MetadataField
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "maxProperties": METADATA_MAX_KEYS,
+            "additionalProperties": {"type": "string", "maxLength": METADATA_VALUE_MAX_LENGTH},
+            "description": f"Up to {METADATA_MAX_KEYS} keys of 1 to {METADATA_KEY_MAX_LENGTH} "
+            f"characters, string values of at most {METADATA_VALUE_MAX_LENGTH}; no control "
+            "or invisible characters in either.",
+        }
 
 
 class StrictSerializerExtension(OpenApiSerializerExtension):
@@ -127,8 +154,13 @@ class MonetaAutoSchema(AutoSchema):
         for status, response in responses.items():
             headers = response.setdefault("headers", {})
             headers["X-Request-Id"] = {
-                "schema": {"type": "string"},
-                "description": "This request's id (the client's, when it sent a usable one).",
+                "schema": {"type": "string", "pattern": "^req_[0-9a-f]{32}$"},
+                "description": "This request's id, always ours (also in our logs and audit rows).",
+            }
+            headers["X-Client-Request-Id"] = {
+                "schema": {"type": "string", "maxLength": 200},
+                "description": "The client's own `X-Request-Id`, echoed when it was 1 to 200 "
+                "printable ASCII characters (kept beside ours in logs and audit rows).",
             }
             if status == "429":
                 headers["Retry-After"] = {

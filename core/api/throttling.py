@@ -10,13 +10,16 @@ time.
 
 The rate is the setting `API_RATE_LIMIT`, `N/second`, `N/minute`, `N/hour` or `N/day` (as
 in DRF, only the period's first letter counts); empty, `off` or `none` switches limiting
-off. Requests without an API key are not counted here: authentication refuses them first.
+off. Requests without a valid API key (none, an invalid one, the schema, the docs) are
+counted per client address instead, at `API_ANONYMOUS_RATE_LIMIT` (`AnonymousRateThrottle`),
+so that neither anonymous work nor a flood of guessed keys is unbounded.
 While Redis does not answer, requests are served unlimited; after a failed round trip
 `core.cache` skips Redis for a few seconds, so that an outage does not cost every request
 a timeout.
 """
 
 import functools
+import ipaddress
 import logging
 import math
 import time
@@ -40,9 +43,9 @@ _OFF = {"", "off", "none"}
 
 
 @functools.lru_cache(maxsize=8)
-def parse_rate(rate: str | None) -> tuple[int, int] | None:
+def parse_rate(rate: str | None, setting: str = "API_RATE_LIMIT") -> tuple[int, int] | None:
     """`"100/second"` → `(100, 1)`: requests allowed per window, window in seconds.
-    None when limiting is off."""
+    None when limiting is off. `setting` names the setting in the error."""
     text = (rate or "").strip().lower()
     if text in _OFF:
         return None
@@ -53,11 +56,11 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
         seconds = _PERIODS[period[:1]]
     except (ValueError, KeyError):
         raise ImproperlyConfigured(
-            f"API_RATE_LIMIT must look like 100/second, 6000/minute, 10000/hour or "
+            f"{setting} must look like 100/second, 6000/minute, 10000/hour or "
             f"100000/day (or be off), not {rate!r}"
         ) from None
     if requests < 1:
-        raise ImproperlyConfigured(f"API_RATE_LIMIT must allow at least 1 request: {rate!r}")
+        raise ImproperlyConfigured(f"{setting} must allow at least 1 request: {rate!r}")
     return requests, seconds
 
 
@@ -73,8 +76,14 @@ class RateWindow:
 
     @classmethod
     def of(cls, api_key_pk: int, time: float) -> "RateWindow | None":
-        """None when rate limiting is off."""
-        rate = parse_rate(settings.API_RATE_LIMIT)
+        """An API key's window at `API_RATE_LIMIT`; None when rate limiting is off."""
+        return cls.counting(f"api_key:{api_key_pk}", "API_RATE_LIMIT", time)
+
+    @classmethod
+    def counting(cls, subject: str, setting: str, time: float) -> "RateWindow | None":
+        """The window of `subject`'s counter at the rate of the setting `setting`; None
+        when that rate is off."""
+        rate = parse_rate(getattr(settings, setting), setting)
         if rate is None:
             return None
         limit, duration = rate
@@ -82,7 +91,7 @@ class RateWindow:
         return cls(
             limit=limit,
             seconds=duration,
-            key=f"throttle:api_key:{api_key_pk}:{duration}:{window}",
+            key=f"throttle:{subject}:{duration}:{window}",
             # Counters outlive their window by this much, so that a request that read the
             # clock just before the window ended still finds its counter.
             timeout=duration + 2,
@@ -102,14 +111,44 @@ class _Counted:
 _COUNTED_META = "moneta.rate_count"
 
 
-class ApiKeyRateThrottle(BaseThrottle):
-    """At most `API_RATE_LIMIT` requests per API key per window; `wait()` is the time
-    left in the window, which the error handler sends as `Retry-After`."""
+def count_in_window(window: RateWindow) -> int:
+    """This request's number in its window: one atomic increment, plus an atomic create
+    (with expiry) for the window's first request. Raises RedisUnavailable when Redis does
+    not answer."""
+    redis = default_redis()
+    if redis is not None:
+        client, backend = redis
+        counter = backend.make_key(window.key)
+        pipeline = client.pipeline(transaction=False)
+        pipeline.set(counter, 0, ex=window.timeout, nx=True)
+        pipeline.incr(counter)
+        return int(execute(pipeline)[1])
+    try:
+        return int(cache.incr(window.key))
+    except ValueError:  # no counter yet: this is the window's first request
+        if cache.add(window.key, 1, timeout=window.timeout):
+            return 1
+        return int(cache.incr(window.key))  # another request created it meanwhile
+
+
+class _WindowThrottle(BaseThrottle):
+    """`wait()` is the time left in the window of the request refused, which the error
+    handler sends as `Retry-After`."""
 
     timer = staticmethod(time.time)
 
     def __init__(self) -> None:
         self.window_end: float | None = None
+
+    def wait(self) -> float | None:
+        """Whole seconds until the window ends (at least 1)."""
+        if self.window_end is None:
+            return None
+        return float(max(1, math.ceil(self.window_end - self.timer())))
+
+
+class ApiKeyRateThrottle(_WindowThrottle):
+    """At most `API_RATE_LIMIT` requests per API key per window."""
 
     @classmethod
     def count_and_read(cls, request: HttpRequest, api_key: ApiKey, name: str) -> Any:
@@ -152,7 +191,7 @@ class ApiKeyRateThrottle(BaseThrottle):
             if window is None:
                 return True
             try:
-                counted = _Counted(window, self._count(window))
+                counted = _Counted(window, count_in_window(window))
             except RedisUnavailable:
                 counted = _Counted(window, None)
         if counted.count is None:
@@ -170,27 +209,47 @@ class ApiKeyRateThrottle(BaseThrottle):
             return False
         return True
 
-    @staticmethod
-    def _count(window: RateWindow) -> int:
-        """This request's number in its window: one atomic increment, plus an atomic
-        create (with expiry) for the window's first request."""
-        redis = default_redis()
-        if redis is not None:
-            client, backend = redis
-            counter = backend.make_key(window.key)
-            pipeline = client.pipeline(transaction=False)
-            pipeline.set(counter, 0, ex=window.timeout, nx=True)
-            pipeline.incr(counter)
-            return int(execute(pipeline)[1])
-        try:
-            return int(cache.incr(window.key))
-        except ValueError:  # no counter yet: this is the window's first request
-            if cache.add(window.key, 1, timeout=window.timeout):
-                return 1
-            return int(cache.incr(window.key))  # another request created it meanwhile
 
-    def wait(self) -> float | None:
-        """Whole seconds until the window ends (at least 1)."""
-        if self.window_end is None:
-            return None
-        return float(max(1, math.ceil(self.window_end - self.timer())))
+def client_address(request: HttpRequest) -> str:
+    """Who an anonymous request is counted against: its REMOTE_ADDR, or for IPv6 its /64
+    (one host commonly holds a whole /64 and could otherwise walk through it)."""
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return f"{ipaddress.IPv6Network((address, 64), strict=False).network_address}/64"
+    return str(address)
+
+
+class AnonymousRateThrottle(_WindowThrottle):
+    """At most `API_ANONYMOUS_RATE_LIMIT` requests per client address per window from
+    callers without a valid API key: no key, an invalid one (see
+    `core.api.views.MerchantScopedViewSet.perform_authentication`), the schema, the docs and
+    the index. Requests with a valid key are left to ApiKeyRateThrottle."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, ApiKey):
+            return True
+        address = client_address(request)
+        window = RateWindow.counting(
+            f"anonymous:{address}", "API_ANONYMOUS_RATE_LIMIT", self.timer()
+        )
+        if window is None:
+            return True
+        try:
+            count = count_in_window(window)
+        except RedisUnavailable:  # served unlimited, as for API keys
+            return True
+        self.window_end = window.end
+        if count > window.limit:
+            logger.info(
+                "anonymous rate limit exceeded for %s: %d requests this window of %d s",
+                address,
+                count,
+                window.seconds,
+            )
+            return False
+        return True

@@ -1,16 +1,21 @@
 """Helpers shared by the API tests: a client that speaks Bearer + JSON, the error-shape
 assertion, and row counts to prove that a refused request wrote nothing."""
 
+import io
 import json
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.db.models import Model
 from django.http import HttpResponse
 from django.test import Client
 
 from accounts.models import Account, ApiKey, Customer, Hold, Merchant
 from audit.models import AuditLog, Event
+from config.wsgi import application
 from ledger.models import LedgerEntry, LedgerTransaction
 from payments.models import Transfer
 
@@ -176,3 +181,50 @@ def transfer_body(source: str, destination: str, amount: int = 100) -> dict[str,
         "amount": amount,
         "currency": "USD",
     }
+
+
+def wsgi_call(**environ: Any) -> tuple[str, dict[str, str], bytes]:
+    """Call the WSGI application the server runs (config.wsgi) as a server calls it, with
+    the given environ entries (`body=` text or `body_bytes=`): (status line, headers, body).
+    """
+    answer: dict[str, Any] = {}
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None, /
+    ) -> Callable[[bytes], object]:
+        answer["status"], answer["headers"] = status, dict(headers)
+        return lambda data: None
+
+    body = environ.pop("body", "").encode()
+    body = environ.pop("body_bytes", body)
+    base = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "localhost",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    # As Django's test client does: the request must not close the test's connection.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        response = application({**base, **environ}, start_response)
+        try:
+            content = b"".join(response)
+        finally:
+            response.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    return answer["status"], answer["headers"], content

@@ -295,13 +295,13 @@ def test_api_writes_are_audited_with_the_key_and_the_request_id(api, api_key, fu
     for row in rows.values():
         assert (row.actor_type, row.actor) == ("api_key", key.public_id), row
         assert row.merchant_id == key.merchant_id, row  # the merchant the key acted for
-    assert rows[customer["id"]].request_id == "req-test-1"
+    assert rows[customer["id"]].client_request_id == "req-test-1"
     assert rows[customer["id"]].user_agent == "tests/1"
     assert rows[customer["id"]].ip_address == "127.0.0.1"
-    assert rows[account["id"]].request_id == "req-test-2"
-    assert rows[transfer["id"]].request_id == "req-test-3"
+    assert rows[account["id"]].client_request_id == "req-test-2"
+    assert rows[transfer["id"]].client_request_id == "req-test-3"
     assert rows[transfer["id"]].user_agent == ""
-    # The actor is the key's prefix, never its secret.
+    # The actor is the key's public id, never its secret.
     assert api.secret not in str([r.actor for r in rows.values()])
 
 
@@ -322,16 +322,15 @@ def test_a_declined_transfer_is_audited_with_the_key(api, api_key, funded_accoun
 
     failed = assert_error(response, 402, "payment_error", extra={"transfer"})
     row = AuditLog.objects.get(object_id=failed["transfer"])
-    assert (row.actor_type, row.actor, row.request_id) == (
+    assert (row.actor_type, row.actor, row.request_id, row.client_request_id) == (
         "api_key",
         api_key[0].public_id,
+        response["X-Request-Id"],
         "req-declined",
     )
 
 
 def test_options_with_a_read_only_key_audits_nothing(read_only_api):
-    # DRF answers OPTIONS by probing the permissions as if the request were a POST: that
-    # probe is not an attempt to write.
     response = read_only_api.request("OPTIONS", "customers")
     assert response.status_code == 200
     assert not AuditLog.objects.filter(action="api_key.write_denied").exists()

@@ -300,16 +300,15 @@ def test_unusable_ids_in_the_path_are_404_never_500(path, api):
     assert_error(api.get(path), 404, "not_found")
 
 
+# Control and invisible formatting characters are refused (tests/api/test_edge.py).
 VALID_UNICODE = [
     "💸 paid 👩🏽‍💻",  # emoji with a skin tone and a zero-width joiner
-    "\u202eevil.exe\u202c",  # right-to-left override
-    "مرحبا \u200f שלום",  # RTL scripts and a right-to-left mark
+    "مرحبا שלום",  # RTL scripts
+    "می\u200cخواهم",  # Persian with its zero-width non-joiner
     "caf\u00e9 / cafe\u0301",  # NFC and NFD look-alikes stay distinct
-    "zero\u200bwidth\u200djoin\ufeffbom",
     "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \U0010fffd",
     "  leading and trailing spaces  ",
     "<script>alert(1)</script>",
-    "\t\n\r",
 ]
 
 

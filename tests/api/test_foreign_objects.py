@@ -54,7 +54,7 @@ def test_a_foreign_id_in_the_path_is_a_404_like_a_missing_one_and_audited(
     response = client.get(path.format(id=ours.public_id), HTTP_X_REQUEST_ID="req-foreign")
 
     assert_error(response, 404, "not_found", param=None)
-    assert response["X-Request-Id"] == "req-foreign"
+    assert response["X-Client-Request-Id"] == "req-foreign"
     assert_foreign_object_denied(
         response,
         client,
@@ -79,9 +79,17 @@ def test_the_audit_row_carries_the_requests_context(api, other_merchant, funded_
 
     assert response.status_code == 404
     row = AuditLog.objects.get(action=FOREIGN_OBJECT_DENIED)
-    assert (row.actor_type, row.actor, row.request_id, row.ip_address, row.user_agent) == (
+    assert (
+        row.actor_type,
+        row.actor,
+        row.request_id,
+        row.client_request_id,
+        row.ip_address,
+        row.user_agent,
+    ) == (
         ActorType.API_KEY,
         api.api_key.public_id,
+        response["X-Request-Id"],
         "req-bola-1",
         "127.0.0.1",
         "probe/1.0",
@@ -222,7 +230,7 @@ def test_a_failing_audit_write_is_logged_not_raised(
     [logged] = [r for r in caplog.records if r.name == "audit.context"]
     assert logged.levelno == logging.ERROR and logged.exc_info is not None
     assert FOREIGN_OBJECT_DENIED in logged.getMessage()
-    assert "req-broken" in logged.getMessage()
+    assert response["X-Request-Id"] in logged.getMessage()
     assert not AuditLog.objects.filter(action=FOREIGN_OBJECT_DENIED).exists()
 
 
@@ -259,9 +267,9 @@ def test_noted_rows_are_written_when_the_response_is_closed():
     _close(response)
     rows = list(AuditLog.objects.filter(action__startswith="test.").order_by("id"))
     assert [row.action for row in rows] == ["test.one", "test.two"]
-    assert {(row.request_id, row.user_agent, row.ip_address) for row in rows} == {
-        ("req-after", "ua/1", "127.0.0.1")
-    }
+    assert {
+        (row.request_id, row.client_request_id, row.user_agent, row.ip_address) for row in rows
+    } == {(response["X-Request-Id"], "req-after", "ua/1", "127.0.0.1")}
 
 
 def test_a_failed_row_does_not_stop_the_others(monkeypatch, caplog):

@@ -4,6 +4,7 @@ what API writes record is what it was with the whole stack, and the admin still 
 shows messages and names its staff in history and audit rows."""
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -226,8 +227,10 @@ def test_api_writes_record_what_they_did_with_the_whole_stack(
     ]
     assert {customer["id"], account["id"], transfer["id"]} <= {row.object_id for row in rows}
     assert {
-        (row.actor_type, row.actor, row.request_id, row.ip_address, row.user_agent) for row in rows
+        (row.actor_type, row.actor, row.client_request_id, row.ip_address, row.user_agent)
+        for row in rows
     } == {("api_key", api_key[0].public_id, "req_write", "127.0.0.1", "merchant-sdk/2")}
+    assert all(re.fullmatch(r"req_[0-9a-f]{32}", row.request_id) for row in rows)
 
 
 # The admin ----------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def test_over_the_limit_is_a_429_with_retry_after(
 
     assert_error(response, 429, "rate_limit_error", code="rate_limited", param=None)
     assert response["Retry-After"] == "20"  # 19.75 s left in the window, rounded up
-    assert response["X-Request-Id"] == "req_throttled_1"
+    assert response["X-Client-Request-Id"] == "req_throttled_1"
     # Writes count against the same budget.
     assert_error(api.post("customers", {"name": "Ann"}), 429, "rate_limit_error")
 
@@ -259,9 +259,10 @@ def test_the_clients_request_id_is_echoed_and_recorded(api: ApiClient) -> None:
     response = api.post("customers", {"name": "Ann"}, HTTP_X_REQUEST_ID="req_client_7")
 
     assert response.status_code == 201, response.content
-    assert response["X-Request-Id"] == "req_client_7"
+    assert response["X-Client-Request-Id"] == "req_client_7"
+    assert GENERATED_REQUEST_ID.match(response["X-Request-Id"])  # ours, never the client's
     row = AuditLog.objects.get(action="customer.created", object_id=response.json()["id"])
-    assert row.request_id == "req_client_7"
+    assert (row.request_id, row.client_request_id) == (response["X-Request-Id"], "req_client_7")
     assert row.actor_type == "api_key"
 
 
@@ -286,11 +287,12 @@ def test_a_request_without_one_gets_a_generated_id_also_in_the_audit_rows(
         ("/metrics", 200),
     ],
 )
-def test_every_response_carries_the_request_id(client: Client, path: str, status: int) -> None:
+def test_every_response_carries_the_request_ids(client: Client, path: str, status: int) -> None:
     response = client.get(path, headers={"X-Request-Id": "req_every_1"})
 
     assert response.status_code == status
-    assert response["X-Request-Id"] == "req_every_1"
+    assert GENERATED_REQUEST_ID.match(response["X-Request-Id"])
+    assert response["X-Client-Request-Id"] == "req_every_1"
 
 
 def test_a_refused_host_still_gets_a_request_id(client: Client) -> None:
@@ -334,7 +336,8 @@ def test_log_lines_carry_the_request_id_and_actor(
         api.get("customers", HTTP_X_REQUEST_ID="req_logged_1")
         api.get("customers", HTTP_X_REQUEST_ID="req_logged_2")  # throttled: logs twice
 
-    records = [r for r in _records(lines) if r.get("request_id") == "req_logged_2"]
+    records = [r for r in _records(lines) if r.get("client_request_id") == "req_logged_2"]
+    assert len({r["request_id"] for r in records}) == 1  # ours, the same on every line
     # The throttle's line, inside the request, names the caller too …
     throttle = next(r for r in records if r["logger"] == "core.api.throttling")
     assert throttle["level"] == "INFO"

@@ -1,61 +1,12 @@
 """The WSGI application the server runs (config.wsgi), called as a server calls it: bad
 input in the request line or headers still gets an answer in the API's error format."""
 
-import io
 import json
-import sys
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 
-from config.wsgi import application
-
-
-def _call(**environ: Any) -> tuple[str, dict[str, str], bytes]:
-    answer: dict[str, Any] = {}
-
-    def start_response(
-        status: str, headers: list[tuple[str, str]], exc_info: Any = None, /
-    ) -> Callable[[bytes], object]:
-        answer["status"], answer["headers"] = status, dict(headers)
-        return lambda data: None
-
-    body = environ.pop("body", "").encode()
-    body = environ.pop("body_bytes", body)
-    base = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "localhost",
-        "REMOTE_ADDR": "127.0.0.1",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "wsgi.url_scheme": "http",
-        "wsgi.version": (1, 0),
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-    # As Django's test client does: the request must not close the test's connection.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        response = application({**base, **environ}, start_response)
-        try:
-            content = b"".join(response)
-        finally:
-            response.close()
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-    return answer["status"], answer["headers"], content
+from tests.api.helpers import wsgi_call as _call
 
 
 @pytest.mark.django_db

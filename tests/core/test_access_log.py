@@ -24,7 +24,7 @@ def _access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
 
 
 @override_settings(MIDDLEWARE=WITH_ACCESS_LOG)
-def test_each_request_has_one_access_line_with_its_request_id(
+def test_each_request_has_one_access_line_with_its_request_ids(
     client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="moneta.access"):
@@ -36,8 +36,9 @@ def test_each_request_has_one_access_line_with_its_request_id(
     assert record.getMessage() == "GET /health/live 200"
     assert RequestContextFilter().filter(record)
     line = json.loads(JsonFormatter("%(levelname)s %(name)s %(message)s").format(record))
-    assert response["X-Request-Id"] == "req_log_1"
-    assert line["request_id"] == "req_log_1"
+    assert response["X-Client-Request-Id"] == "req_log_1"
+    assert line["request_id"] == response["X-Request-Id"] != "req_log_1"  # ours
+    assert line["client_request_id"] == "req_log_1"
     assert line["method"] == "GET"
     assert line["path"] == "/health/live"
     assert line["query"] == "probe=1"

@@ -146,7 +146,7 @@ def test_set_fx_rate_sets_the_pair_and_audits_the_operator() -> None:
         ("USDEUR", "0.92", "--pair must be SOURCE/DESTINATION"),
         ("USD/", "0.92", "--pair must be SOURCE/DESTINATION"),
         ("USD/EUR", "-1", "rate must be a positive decimal"),
-        ("USD/XYZ", "1", "not a supported ISO 4217 currency"),
+        ("USD/XYZ", "1", "a supported ISO 4217 code"),
     ],
 )
 def test_set_fx_rate_refuses_bad_input_clearly(pair: str, rate: str, message: str) -> None:
