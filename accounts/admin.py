@@ -7,13 +7,24 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.api_keys import api_key_create, api_key_revoke
 from accounts.models import Account, ApiKey, Customer, Hold, Merchant
+from accounts.services import merchant_fx_spread_set
 from core.admin import ReadOnlyAdmin
 
 
 @admin.register(Merchant)
 class MerchantAdmin(SimpleHistoryAdmin, ReadOnlyAdmin):
-    list_display = ("name", "public_id", "created_at")
+    """Read-only but for the FX spread, which finance staff set here (audited)."""
+
+    list_display = ("name", "public_id", "fx_spread_bps", "created_at")
     search_fields = ("name", "public_id")
+    fields = ("name", "public_id", "fx_spread_bps", "created_at")
+    readonly_fields = ("name", "public_id", "created_at")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.change_merchant")
+
+    def save_model(self, request: HttpRequest, obj: Merchant, form: Any, change: bool) -> None:
+        merchant_fx_spread_set(merchant=obj, spread_bps=form.cleaned_data["fx_spread_bps"])
 
 
 @admin.register(Customer)

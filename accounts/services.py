@@ -47,6 +47,29 @@ def merchant_create(*, name: str) -> Merchant:
     return merchant
 
 
+def merchant_fx_spread_set(*, merchant: Merchant, spread_bps: int) -> Merchant:
+    """Set what the merchant's FX quotes take off the reference rate, in basis points
+    (0 to 9,999), audited with the spread it replaces. Quotes already given keep theirs."""
+    if type(spread_bps) is not int or not 0 <= spread_bps < 10_000:
+        raise ValidationError(
+            "fx_spread_bps must be a whole number of basis points from 0 to 9999",
+            param="fx_spread_bps",
+        )
+    with transaction.atomic():
+        locked = Merchant.objects.select_for_update().get(pk=merchant.pk)
+        old = locked.fx_spread_bps
+        locked.fx_spread_bps = spread_bps
+        locked.save(update_fields=["fx_spread_bps"])
+        audit_log_record(
+            action="merchant.fx_spread_set",
+            object_type="merchant",
+            object_id=locked.public_id,
+            old_values={"fx_spread_bps": old},
+            new_values={"fx_spread_bps": spread_bps},
+        )
+    return locked
+
+
 def customer_create(
     *,
     merchant: Merchant,

@@ -104,12 +104,22 @@ def _validate_rate(rate: object) -> Decimal:
     return rate
 
 
+def fx_rate_validate(
+    *, source_currency: str, destination_currency: str, rate: object
+) -> tuple[str, str, Decimal]:
+    """The pair (upper case) and the rate `fx_rate_set` would store, or a ValidationError
+    naming the input at fault (for a form to show before saving)."""
+    source, destination = _currency_pair(source_currency, destination_currency)
+    return source, destination, _validate_rate(rate)
+
+
 def fx_rate_set(*, source_currency: str, destination_currency: str, rate: Decimal | str) -> FxRate:
     """Set the platform's reference rate of a pair (`rate` destination major units per
     source major unit), audited with the rate it replaces; quotes take it from now on.
     Each direction of a pair is a rate of its own."""
-    source, destination = _currency_pair(source_currency, destination_currency)
-    rate = _validate_rate(rate)
+    source, destination, rate = fx_rate_validate(
+        source_currency=source_currency, destination_currency=destination_currency, rate=rate
+    )
     with transaction.atomic():
         previous = fx_rate_current(source_currency=source, destination_currency=destination)
         fx_rate = FxRate.objects.create(

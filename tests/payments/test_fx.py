@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accounts.models import Account, Merchant, SystemPurpose
+from accounts.services import merchant_fx_spread_set
 from accounts.system import system_account_get
 from audit.models import AuditLog
 from core.amounts import MAX_AMOUNT
@@ -363,3 +364,15 @@ def test_fx_conversion_does_not_depend_on_the_decimal_context() -> None:
         )
 
     assert converted == exact.numerator
+
+
+@pytest.mark.parametrize("spread", [-1, 10_000, 1.5, "100", True])
+def test_a_merchants_spread_is_whole_basis_points_below_100_percent(
+    merchant: Merchant, spread: Any
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        merchant_fx_spread_set(merchant=merchant, spread_bps=spread)
+
+    assert refused.value.param == "fx_spread_bps"
+    merchant.refresh_from_db()
+    assert merchant.fx_spread_bps == 0
