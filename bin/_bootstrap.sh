@@ -89,4 +89,9 @@ bootstrap() {
 	fi
 	"$UV" pip sync --require-hashes --python .venv/bin/python requirements/lock.txt ||
 		die "could not install the locked dependencies (requirements/lock.txt) into .venv"
+	# The admin's and Redoc's static files into staticfiles/, with hashed names and gzip
+	# copies, which WhiteNoise serves under bin/serve and pages name (with DEBUG off, a
+	# page cannot be rendered without them). Unchanged files are not copied again.
+	.venv/bin/python manage.py collectstatic --noinput --verbosity 0 ||
+		die "manage.py collectstatic could not fill staticfiles/"
 }

@@ -25,7 +25,11 @@ urlpatterns = [
     path(
         "docs/",
         SpectacularRedocView.as_view(
-            url_name="schema", authentication_classes=[], permission_classes=[], throttle_classes=[]
+            url_name="schema",
+            template_name="api/redoc.html",
+            authentication_classes=[],
+            permission_classes=[],
+            throttle_classes=[],
         ),
         name="docs",
     ),
