@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -15,8 +16,27 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 # Behind a proxy that terminates TLS and always sets X-Forwarded-Proto (and strips a
 # client's own): requests it marks https are secure (request.is_secure(), which the admin's
 # CSRF Origin check needs). Trusted from any peer: only with such a proxy in front.
-if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+TRUST_X_FORWARDED_PROTO = env.bool("TRUST_X_FORWARDED_PROTO", default=False)
+if TRUST_X_FORWARDED_PROTO:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# SPEC §4.5: the site is reached only over HTTPS, TLS ending at the proxy in front, which
+# says so in X-Forwarded-Proto (so HTTPS needs TRUST_X_FORWARDED_PROTO: without it every
+# request would look like plain HTTP and be redirected forever). Plain HTTP otherwise, for
+# local runs and the demo.
+if env.bool("HTTPS", default=False):
+    if not TRUST_X_FORWARDED_PROTO:
+        raise ImproperlyConfigured(
+            "HTTPS=true needs TRUST_X_FORWARDED_PROTO=true: TLS ends at the proxy in front, "
+            "and X-Forwarded-Proto is how the app learns that a request came over HTTPS"
+        )
+    SECURE_SSL_REDIRECT = True
+    # Load balancers probe over plain HTTP, without the proxy's header; so may Prometheus.
+    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 365 * 24 * 60 * 60
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -28,6 +48,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Redoc, served from STATIC_ROOT (no CDN)
     "djmoney",
     "simple_history",
     "django_prometheus",
@@ -44,7 +65,13 @@ MIDDLEWARE = [
     # latency covers the whole request.
     "core.metrics.PrometheusMiddleware",
     "audit.middleware.RequestIdMiddleware",
+    # A body the WSGI handler refused (chunked, a bad length, cut short): answered here.
+    "core.wsgi.BodyFramingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, Redoc) from STATIC_ROOT, before anything else runs.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.headers.ApiNoStoreMiddleware",
+    "core.headers.ContentSecurityPolicyMiddleware",
     # Django's session, user and message middleware and simple-history's, skipped on the
     # API, probes and /metrics, which use none of them (core/middleware.py).
     "core.middleware.SessionMiddleware",
@@ -120,7 +147,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Filled by `collectstatic` (bin/_bootstrap.sh; bin/serve when it is missing), served by
+# WhiteNoise: hashed names (cached for ever) and gzip-compressed copies.
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # Keys the HMAC that stores API key secrets; rotating it invalidates every API key.
 API_KEY_HASH_SECRET = env.str("API_KEY_HASH_SECRET", default=SECRET_KEY)
@@ -187,6 +220,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "REDOC_DIST": "SIDECAR",  # drf-spectacular-sidecar's copy, not a CDN's
 }
 # Idempotency-Key (SPEC §4.1, docs/adr/0006): a completed key is kept (and replayed) at
 # least this long; a key still in flight whose holder has not finished after the lock

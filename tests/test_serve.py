@@ -4,13 +4,10 @@ and stops on SIGTERM, leaving no process behind."""
 
 import contextlib
 import json
-import os
-import secrets
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,24 +18,7 @@ from django.db import connection
 from accounts.api_keys import api_key_create
 from accounts.services import merchant_create
 from payments.api_benchmark import database_url
-from tests.servers import free_port, uwsgi_pids
-
-SERVE = Path(settings.BASE_DIR) / "bin" / "serve"
-
-
-def serve_env(tmp_path: Path, port: int, **overrides: str) -> dict[str, str]:
-    """Production settings; its metrics directory in `tmp_path`."""
-    env = dict(os.environ)
-    for name in ("ACCESS_LOG", "LOG_FORMAT"):  # their defaults are the production's
-        env.pop(name, None)
-    env.update(
-        BIND=f"127.0.0.1:{port}",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
-        **overrides,
-    )
-    return env
+from tests.servers import SERVE, free_port, serve_env, serving, uwsgi_pids, wait_until_up
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
@@ -63,46 +43,6 @@ def test_a_bad_web_concurrency_is_refused_before_anything_starts(
     assert result.stdout == ""  # no uWSGI banner
     assert not (tmp_path / "metrics").exists()
     assert uwsgi_pids(port) == []
-
-
-def _wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path, workers: int) -> None:
-    """Until `url` answers and every worker has loaded the app (a worker stopped while it
-    imports the app fails to load it, and then uWSGI exits with status 22)."""
-    deadline = time.monotonic() + 60
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=5, trust_env=False)
-            if log.read_text().count("WSGI app 0 (mountpoint='') ready") == workers:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"bin/serve did not come up at {url}; its log:\n{log.read_text()[-3000:]}")
-
-
-@contextlib.contextmanager
-def serving(
-    tmp_path: Path, port: int, workers: int, **env: str
-) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """bin/serve with `workers` processes, up and with the app loaded in each; killed on the
-    way out if the test has not stopped it."""
-    log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own script
-            [SERVE],
-            env=serve_env(tmp_path, port, WEB_CONCURRENCY=str(workers), **env),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_up(process, f"http://127.0.0.1:{port}/health/live", log, workers)
-        yield process, log
-    finally:
-        if process.poll() is None:  # the test failed before it was stopped
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.mark.slow
@@ -185,7 +125,7 @@ def test_sighup_reloads_and_serves_again(tmp_path: Path) -> None:
     with serving(tmp_path, port, workers=1) as (process, log):
         process.send_signal(signal.SIGHUP)
         # The master restarts itself (same pid) and loads the app in a new worker.
-        _wait_until_up(process, url, log, workers=2)
+        wait_until_up(process, url, log, workers=2)
         after = httpx.get(url, trust_env=False)
         process.send_signal(signal.SIGTERM)
         status = process.wait(timeout=30)

@@ -79,9 +79,10 @@ class CachedSchemaView(KeylessView, JsonErrorsMixin, SpectacularAPIView):
 
 class DocsView(KeylessView, JsonErrorsMixin, SpectacularRedocView):
     """/api/v1/docs/: the schema rendered for people, for anyone (within the anonymous rate
-    limit)."""
+    limit), with Redoc served by the project (drf-spectacular-sidecar), no CDN."""
 
     url_name = "schema"
+    template_name = "api/redoc.html"
 
 
 class ApiIndexView(KeylessView):
