@@ -27,6 +27,13 @@ def test_anything_else_is_none(token: str) -> None:
     assert unseal(token, purpose="p") is None
 
 
-def test_more_than_one_block_is_refused_when_sealing() -> None:
+def test_more_than_a_cursor_is_refused_when_sealing() -> None:
     with pytest.raises(ValueError, match="at most"):
         seal(b"x" * (MAX_PLAIN_BYTES + 1), purpose="p")
+
+
+def test_a_token_with_one_character_changed_does_not_open() -> None:
+    token = seal(b"position 42", purpose="p")
+    changed = token[:20] + ("A" if token[20] != "A" else "B") + token[21:]
+
+    assert unseal(changed, purpose="p") is None
