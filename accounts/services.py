@@ -20,7 +20,7 @@ from accounts.models import (
     Merchant,
 )
 from accounts.representations import account_data, customer_data, hold_data
-from audit.services import audit_log_record, event_emit
+from audit.services import audit_log_record, change_record, event_emit
 from core.amounts import MAX_AMOUNT, validate_amount
 from core.currencies import normalize_currency
 from core.db import database_now, retry_on_conflict
@@ -147,21 +147,15 @@ def account_create(
 
 
 def _account_changed(account: Account, action: str, *, old: dict[str, Any], reason: str) -> None:
-    data = account_data(account)
-    audit_log_record(
+    change_record(
         action=action,
+        event_type="account.created" if action == "account.created" else "account.updated",
+        merchant_id=account.merchant_id,
         object_type="account",
         object_id=account.public_id,
         old_values=old,
-        new_values=data,
+        new_values=account_data(account),
         reason=reason,
-    )
-    event_emit(
-        merchant_id=account.merchant_id,
-        type="account.created" if action == "account.created" else "account.updated",
-        object_type="account",
-        object_id=account.public_id,
-        data=data,
     )
 
 

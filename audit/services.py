@@ -48,6 +48,36 @@ def audit_log_record(**fields: Any) -> AuditLog:
     return row
 
 
+def change_record(
+    *,
+    action: str,
+    event_type: str,
+    merchant_id: int | None,
+    object_type: str,
+    object_id: str,
+    old_values: Mapping[str, Any],
+    new_values: Mapping[str, Any],
+    reason: str = "",
+) -> None:
+    """A merchant-visible state change: its audit row (`action`, old and new values) and
+    its outbox event (`event_type`, the new values), in the caller's transaction."""
+    audit_log_record(
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        old_values=old_values,
+        new_values=new_values,
+        reason=reason,
+    )
+    event_emit(
+        merchant_id=merchant_id,
+        type=event_type,
+        object_type=object_type,
+        object_id=object_id,
+        data=new_values,
+    )
+
+
 def event_build(
     *, merchant_id: int | None, type: str, object_type: str, object_id: str, data: Mapping[str, Any]
 ) -> Event:

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.models import Account, AccountKind, Merchant, SystemPurpose
 from accounts.system import system_account_get
-from audit.services import audit_log_build, audit_log_record, event_build, event_emit
+from audit.services import audit_log_build, change_record, event_build
 from core.amounts import MAX_AMOUNT, validate_amount
 from core.db import insert_rows_together, retry_on_conflict
 from core.exceptions import Declined, InvalidState, ValidationError
@@ -229,20 +229,14 @@ def transfer_reverse(*, transfer: Transfer, reason: str) -> Transfer:
         )
         locked.status = TransferStatus.REVERSED
         locked.save(update_fields=["status", "reversal"])
-        data = transfer_data(locked)
-        audit_log_record(
+        change_record(
             action="transfer.reversed",
+            event_type="transfer.reversed",
+            merchant_id=locked.merchant_id,
             object_type="transfer",
             object_id=locked.public_id,
             old_values=old,
-            new_values=data,
+            new_values=transfer_data(locked),
             reason=reason,
-        )
-        event_emit(
-            merchant_id=locked.merchant_id,
-            type="transfer.reversed",
-            object_type="transfer",
-            object_id=locked.public_id,
-            data=data,
         )
     return locked

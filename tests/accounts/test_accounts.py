@@ -252,7 +252,7 @@ def test_account_create_writes_nothing_when_its_event_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     merchant = MerchantFactory.create()
-    monkeypatch.setattr("accounts.services.event_emit", _explode)
+    monkeypatch.setattr("audit.services.event_emit", _explode)
 
     with pytest.raises(Boom):
         account_create(merchant=merchant, currency="USD")
