@@ -283,7 +283,7 @@ def hold_release(*, hold: Hold, reason: str = "") -> Hold:
 def hold_expire(*, hold: Hold, now: datetime | None = None) -> Hold:
     """Release a hold whose time ran out by `now` (default: the current time); the
     scheduled task calls this."""
-    if hold.expires_at is None or hold.expires_at > (now or timezone.now()):
+    if hold.expires_at is None or hold.expires_at > (now or database_now()):
         raise InvalidState(f"hold {hold.public_id} has not expired")
     return _hold_close(hold=hold, status=HoldStatus.EXPIRED, action="hold.expired")
 

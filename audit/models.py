@@ -22,7 +22,8 @@ class AuditLog(models.Model):
     )
     action = models.CharField(max_length=64, db_index=True)
     object_type = models.CharField(max_length=64)
-    object_id = models.CharField(max_length=64)
+    # A public id, a table, a currency pair, or a staff user's or group's name (up to 150).
+    object_id = models.CharField(max_length=255)
     old_values = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     new_values = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     changed_fields = models.JSONField(default=list, blank=True)

@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from django.http import HttpRequest
 
 from audit import context
@@ -103,12 +103,25 @@ def _group_saved(instance: Group, created: bool, **_: Any) -> None:
     )
 
 
+def _group_before_delete(instance: Group, **_: Any) -> None:
+    # Deleting a group takes its rights from its members without an m2m signal: note whom.
+    setattr(
+        instance,
+        _BEFORE,
+        {
+            "name": instance.name,
+            "members": sorted(instance.user_set.values_list("username", flat=True)),
+            "permissions": sorted(_permission_label(p) for p in instance.permissions.all()),
+        },
+    )
+
+
 def _group_deleted(instance: Group, **_: Any) -> None:
     audit_log_record(
         action="group.deleted",
         object_type="group",
         object_id=instance.name,
-        old_values={"name": instance.name},
+        old_values=getattr(instance, _BEFORE, {"name": instance.name}),
     )
 
 
@@ -182,7 +195,7 @@ def _login_failed(
     audit_log_record(
         action="staff.login_failed",
         object_type="user",
-        object_id=attempted[:64],
+        object_id=attempted[:255],
         new_values={"username": attempted[:150]},
     )
 
@@ -201,6 +214,7 @@ def connect() -> None:
     post_delete.connect(_user_deleted, sender=User, dispatch_uid="audit_user_deleted")
     pre_save.connect(_group_before_save, sender=Group, dispatch_uid="audit_group_before_save")
     post_save.connect(_group_saved, sender=Group, dispatch_uid="audit_group_saved")
+    pre_delete.connect(_group_before_delete, sender=Group, dispatch_uid="audit_group_before_delete")
     post_delete.connect(_group_deleted, sender=Group, dispatch_uid="audit_group_deleted")
     for through in _RELATIONS:
         m2m_changed.connect(

@@ -227,12 +227,12 @@ def _check_accounts(
     checked = 0
     fields = ("public_id", "kind", "currency", "balance", "held", "overdraft_limit")
     annotations = ("entries_total", "newest_balance_after", "active_held")
-    last_id = 0
     for rows in _chunks(accounts_after, *fields, *annotations):
         for row in rows:
             _check_account_row(breaks, row)
-        _check_entries(breaks, {row["id"]: row for row in rows}, last_id, rows[-1]["id"])
-        last_id = rows[-1]["id"]
+        # The chunk's own id range: all accounts between its first and last (or the one
+        # account of --account), never the ones before it.
+        _check_entries(breaks, {row["id"]: row for row in rows}, rows[0]["id"] - 1, rows[-1]["id"])
         checked += len(rows)
         if progress is not None:
             progress(len(rows))

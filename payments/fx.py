@@ -21,12 +21,12 @@ from decimal import (
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import Account, Merchant
 from audit.context import current_context
 from audit.services import audit_log_record
 from core.currencies import minor_units_per_major, normalize_currency
+from core.db import database_now
 from core.exceptions import ValidationError
 from payments.models import FxQuote, FxRate
 
@@ -47,7 +47,9 @@ def fx_convert(
     *, amount: int, source_currency: str, destination_currency: str, rate: Decimal
 ) -> int:
     """`amount` minor units of the source currency in minor units of the destination at
-    `rate` (destination major units per source major unit), rounded half to even."""
+    `rate` (destination major units per source major unit), rounded down: the fraction
+    of a minor unit stays with the platform's FX account, so that many small transfers
+    never receive more than one large one, nor a round trip more than it started with."""
     with localcontext(_FX_CONTEXT):
         exact = (
             Decimal(amount)
@@ -55,7 +57,7 @@ def fx_convert(
             * minor_units_per_major(destination_currency)
             / minor_units_per_major(source_currency)
         )
-        return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+        return int(exact.quantize(Decimal(1), rounding=ROUND_DOWN))
 
 
 def rate_text(rate: Decimal) -> str:
@@ -121,6 +123,19 @@ def fx_rate_set(*, source_currency: str, destination_currency: str, rate: Decima
         source_currency=source_currency, destination_currency=destination_currency, rate=rate
     )
     with transaction.atomic():
+        inverse = fx_rate_current(source_currency=destination, destination_currency=source)
+        with localcontext(_FX_CONTEXT):
+            round_trip = rate * inverse.rate if inverse is not None else Decimal(0)
+        if inverse is not None and round_trip > 1:
+            # Converting there and back would pay more than it took: free money at the
+            # platform's expense (a typo, or the two directions set the wrong way round).
+            raise ValidationError(
+                f"{source}/{destination} at {rate_text(rate)} and {destination}/{source} at "
+                f"{rate_text(inverse.rate)} multiply to {rate_text(round_trip)}, more than 1: "
+                "a round trip would gain money",
+                code="fx_rate_arbitrage",
+                param="rate",
+            )
         previous = fx_rate_current(source_currency=source, destination_currency=destination)
         fx_rate = FxRate.objects.create(
             source_currency=source,
@@ -182,7 +197,7 @@ def fx_quote_create(
             reference_rate=reference,
             spread_bps=spread,
             rate=rate,
-            expires_at=timezone.now() + timedelta(seconds=settings.FX_QUOTE_TTL_SECONDS),
+            expires_at=database_now() + timedelta(seconds=settings.FX_QUOTE_TTL_SECONDS),
         )
         audit_log_record(
             action="fx_quote.created",
@@ -215,7 +230,7 @@ def fx_quote_check(
             code="fx_quote_mismatch",
             param="fx_quote",
         )
-    if quote.expires_at <= timezone.now():
+    if quote.expires_at <= database_now():  # the clock money is timed by, not this server's
         raise ValidationError(
             f"fx_quote {quote.public_id} expired at {quote.expires_at.isoformat()}; "
             "ask for a new one",

@@ -6,9 +6,12 @@ from django.db import migrations, models
 
 def give_each_key_an_id(apps, schema_editor):  # type: ignore[no-untyped-def]
     ApiKey = apps.get_model("accounts", "ApiKey")
+    HistoricalApiKey = apps.get_model("accounts", "HistoricalApiKey")
     for api_key in ApiKey.objects.filter(public_id__isnull=True):
         api_key.public_id = core.ids.new_api_key_id()
         api_key.save(update_fields=["public_id"])
+        # Its history rows name the same key (the column's default gave them another id).
+        HistoricalApiKey.objects.filter(id=api_key.pk).update(public_id=api_key.public_id)
 
 
 class Migration(migrations.Migration):
@@ -24,16 +27,16 @@ class Migration(migrations.Migration):
             name='public_id',
             field=models.CharField(editable=False, max_length=32, null=True),
         ),
+        migrations.AddField(
+            model_name='historicalapikey',
+            name='public_id',
+            field=models.CharField(db_index=True, default=core.ids.new_api_key_id, editable=False, max_length=32),
+        ),
         migrations.RunPython(give_each_key_an_id, migrations.RunPython.noop),
         migrations.AlterField(
             model_name='apikey',
             name='public_id',
             field=models.CharField(default=core.ids.new_api_key_id, editable=False, max_length=32, unique=True),
-        ),
-        migrations.AddField(
-            model_name='historicalapikey',
-            name='public_id',
-            field=models.CharField(db_index=True, default=core.ids.new_api_key_id, editable=False, max_length=32),
         ),
         migrations.AddField(
             model_name='historicalmerchant',

@@ -116,7 +116,7 @@ def test_groups_are_audited_when_created_renamed_and_deleted() -> None:
     ] == [
         ("group.created", {}, {"name": "operator"}),
         ("group.updated", {"name": "operator"}, {"name": "operators"}),
-        ("group.deleted", {"name": "operators"}, {}),
+        ("group.deleted", {"name": "operators", "members": [], "permissions": []}, {}),
     ]
 
 
@@ -149,3 +149,29 @@ def test_seed_demo_resetting_the_admin_password_is_audited() -> None:
     assert reset.new_values["password"] == "(changed)"  # noqa: S105 - the marker, no password
     assert reset.actor == "command:seed_demo"
     no_password_anywhere()
+
+
+def test_a_user_and_a_group_with_the_longest_names_are_audited() -> None:
+    # Django allows 150 characters for both; the audit row must not make their save fail.
+    user = User.objects.create_user("u" * 150, password=PASSWORD)
+    group = Group.objects.create(name="g" * 150)
+    user.groups.add(group)
+
+    assert AuditLog.objects.filter(action="user.created", object_id="u" * 150).exists()
+    assert AuditLog.objects.filter(action="group.created", object_id="g" * 150).exists()
+    assert AuditLog.objects.filter(action="user.groups_granted", object_id="u" * 150).exists()
+
+
+def test_deleting_a_group_records_whom_it_gave_which_rights() -> None:
+    group = Group.objects.create(name="finance")
+    group.permissions.add(Permission.objects.get(codename="view_auditlog"))
+    group.user_set.add(User.objects.create_user("fin1", password=PASSWORD))
+
+    group.delete()
+
+    (row,) = rows("group.deleted")
+    assert row.old_values == {
+        "name": "finance",
+        "members": ["fin1"],
+        "permissions": ["audit.view_auditlog"],
+    }

@@ -673,10 +673,23 @@ def test_an_fx_position_beyond_the_bound_is_a_break(settings: Any) -> None:
     convert(1_000)  # the USD position is exactly at the bound, EUR at -900
     assert reconcile_ledger().status == ReconciliationRun.Status.OK
 
-    convert(1)
+    convert(2)  # 1.8 euro cents arrive as 1
     run = reconcile_ledger()
 
     fx_usd = system_account_get(currency="USD", purpose=SystemPurpose.FX)
     assert _checks(run) == {("fx_position", fx_usd.public_id)}
-    assert (run.breaks[0]["expected"], run.breaks[0]["actual"]) == (1_000, 1_001)
+    assert (run.breaks[0]["expected"], run.breaks[0]["actual"]) == (1_000, 1_002)
     assert run.checked["fx_accounts"] == 2
+
+
+@pytest.mark.django_db
+def test_the_account_option_reads_only_that_accounts_entries() -> None:
+    merchant = _merchant()
+    wallets = [_wallet(merchant, balance=100) for _ in range(3)]
+    chosen = wallets[-1]
+
+    with CaptureQueriesContext(connection) as queries:
+        reconcile_ledger(account=chosen)
+
+    (entries,) = [query["sql"] for query in queries if "WINDOW w AS" in query["sql"]]
+    assert f"e.account_id > {chosen.pk - 1} AND e.account_id <= {chosen.pk}" in entries

@@ -217,11 +217,12 @@ def test_a_cross_currency_transfer_converts_at_its_quote_through_the_fx_accounts
     jpy.refresh_from_db()
     fx_usd = system_account_get(currency="USD", purpose=SystemPurpose.FX)
     fx_jpy = system_account_get(currency="JPY", purpose=SystemPurpose.FX)
-    # 10.00 USD at 151.37 JPY per USD is 1,513.7 JPY, which has no minor unit: 1,514.
-    assert (transfer.destination_amount, transfer.destination_currency) == (1_514, "JPY")
+    # 10.00 USD at 151.37 JPY per USD is 1,513.7 JPY, which has no minor unit: 1,513, the
+    # fraction stays with the platform.
+    assert (transfer.destination_amount, transfer.destination_currency) == (1_513, "JPY")
     assert (transfer.fx_quote, transfer.fx_rate) == (offered, Decimal("151.37"))
-    assert (usd.balance, jpy.balance) == (9_000, 1_514)
-    assert (fx_usd.balance, fx_jpy.balance) == (1_000, -1_514)
+    assert (usd.balance, jpy.balance) == (9_000, 1_513)
+    assert (fx_usd.balance, fx_jpy.balance) == (1_000, -1_513)
     assert invariant_violations() == {}
 
 
@@ -337,8 +338,9 @@ def test_a_converted_amount_above_the_maximum_is_refused_clearly(
     [
         (1_000, "USD", "KWD", Decimal("0.3071"), 3_071),  # 10.00 USD → 3.071 KWD
         (1_000, "JPY", "USD", Decimal("0.0066"), 660),  # 1,000 JPY → 6.60 USD
-        (5, "USD", "EUR", Decimal("0.5"), 2),  # 2.5 cents rounds half to even
-        (7, "USD", "EUR", Decimal("0.5"), 4),  # 3.5 cents rounds half to even
+        (5, "USD", "EUR", Decimal("0.5"), 2),  # 2.5 cents: rounded down
+        (7, "USD", "EUR", Decimal("0.5"), 3),  # 3.5 cents: rounded down
+        (1, "USD", "JPY", Decimal("150"), 1),  # 1.5 yen: rounded down
     ],
 )
 def test_fx_conversion_respects_each_currency_exponent(
@@ -376,3 +378,49 @@ def test_a_merchants_spread_is_whole_basis_points_below_100_percent(
     assert refused.value.param == "fx_spread_bps"
     merchant.refresh_from_db()
     assert merchant.fx_spread_bps == 0
+
+
+def test_many_small_transfers_never_receive_more_than_one_large_one(
+    merchant: Merchant, usd: Account, jpy: Account
+) -> None:
+    # The review's probe: 100 transfers of 1 cent at 150 JPY per USD credited 200 JPY
+    # (1.5 rounded half to even, to 2, each time) against 150 for one transfer of 1 USD.
+    offered = quote(merchant, rate="150")
+    for _ in range(100):
+        transfer_create(merchant=merchant, source=usd, destination=jpy, amount=1, fx_quote=offered)
+    jpy.refresh_from_db()
+
+    assert jpy.balance <= 150
+    assert invariant_violations() == {}
+
+
+def test_a_round_trip_never_ends_with_more_than_it_started(
+    merchant: Merchant, usd: Account
+) -> None:
+    gbp = AccountFactory.create(merchant=merchant, currency="GBP")
+    there = quote(merchant, "USD/GBP", rate="0.787")
+    back = quote(merchant, "GBP/USD", rate="1.27")
+    for _ in range(50):
+        sent = transfer_create(
+            merchant=merchant, source=usd, destination=gbp, amount=2, fx_quote=there
+        )
+        transfer_create(
+            merchant=merchant,
+            source=gbp,
+            destination=usd,
+            amount=sent.destination_amount,
+            fx_quote=back,
+        )
+    usd.refresh_from_db()
+
+    assert usd.balance <= 10_000
+
+
+def test_a_rate_whose_round_trip_gains_money_is_refused() -> None:
+    fx_rate_set(source_currency="USD", destination_currency="JPY", rate="150")
+
+    with pytest.raises(ValidationError) as refused:
+        fx_rate_set(source_currency="JPY", destination_currency="USD", rate="0.0067")  # ×1.005
+
+    assert (refused.value.code, refused.value.param) == ("fx_rate_arbitrage", "rate")
+    assert FxRate.objects.count() == 1

@@ -1,9 +1,11 @@
 """Reversing a transfer: an operation of the transfer, so that the ledger and the transfer
 never disagree."""
 
+import io
 import threading
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from accounts.models import Account, Merchant
@@ -145,3 +147,53 @@ def test_two_reversals_at_once_move_the_money_back_once() -> None:
     assert sorted(outcomes) == ["refused", "reversed"]
     assert balances(source, destination) == [1_000, 0]
     assert invariant_violations() == {}
+
+
+@pytest.mark.django_db
+def test_an_operator_reverses_a_transfer_from_the_command_line(merchant: Merchant) -> None:
+    transfer, source, destination = sent(merchant)
+    out = io.StringIO()
+
+    call_command(
+        "reverse_transfer",
+        "--transfer",
+        transfer.public_id,
+        "--reason",
+        "customer complaint #12",
+        "--actor",
+        "ops@example.com",
+        stdout=out,
+    )
+
+    reversed_ = Transfer.objects.get(pk=transfer.pk)
+    assert reversed_.status == TransferStatus.REVERSED
+    assert reversed_.reversal is not None
+    assert out.getvalue().splitlines()[-1] == reversed_.reversal.public_id
+    row = AuditLog.objects.get(action="transfer.reversed")
+    assert (row.actor_type, row.actor, row.reason) == (
+        "command",
+        "ops@example.com",
+        "customer complaint #12",
+    )
+    assert balances(source, destination) == [1_000, 0]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("transfer", "reason", "message"),
+    [
+        ("tr_0000000000000000000000", "why", "no transfer with id"),
+        (None, "  ", "reason"),
+    ],
+)
+def test_reverse_transfer_refuses_bad_input_clearly(
+    merchant: Merchant, transfer: str | None, reason: str, message: str
+) -> None:
+    existing, _, _ = sent(merchant)
+
+    with pytest.raises(CommandError, match=message):
+        call_command(
+            "reverse_transfer", "--transfer", transfer or existing.public_id, "--reason", reason
+        )
+
+    assert Transfer.objects.get(pk=existing.pk).status == TransferStatus.SUCCEEDED
