@@ -19,8 +19,8 @@ from django.db import connection
 from accounts.api_keys import api_key_create
 from accounts.models import Customer
 from accounts.services import customer_create, merchant_create
+from bench.api import database_url
 from core.headers import CONTENT_SECURITY_POLICY
-from payments.api_benchmark import database_url
 from tests.servers import free_port, serving
 
 pytestmark = pytest.mark.slow

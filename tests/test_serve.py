@@ -17,7 +17,7 @@ from django.db import connection
 
 from accounts.api_keys import api_key_create
 from accounts.services import merchant_create
-from payments.api_benchmark import database_url
+from bench.api import database_url
 from tests.servers import SERVE, free_port, serve_env, serving, uwsgi_pids, wait_until_up
 
 

@@ -7,8 +7,8 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db import connection
 
+from bench import api as api_benchmark
 from core.management import AuditedCommand
-from payments import api_benchmark
 
 
 def _positive_int(value: str) -> int:

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from payments.benchmark import REFERENCE_FUNCTION
+from bench.transfers import REFERENCE_FUNCTION
 from payments.models import Transfer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -18,8 +18,7 @@ from pytest_django.fixtures import Settings
 from pytest_django.live_server_helper import LiveServer
 
 from accounts.services import account_create, merchant_create
-from ledger.services import adjustment_post
-from payments.api_benchmark import (
+from bench.api import (
     FUNDING,
     WRK_MISSING,
     BenchData,
@@ -33,6 +32,7 @@ from payments.api_benchmark import (
     report_lines,
     wrk_connections,
 )
+from ledger.services import adjustment_post
 from payments.models import Transfer, TransferStatus
 from tests.servers import uwsgi_pids
 
