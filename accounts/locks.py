@@ -1,6 +1,7 @@
 """The one place account and hold rows are locked.
 
-Order is global: accounts first, ascending primary key, then holds. Every money-moving
+Order is global: the business object whose state changes (a transfer being reversed:
+payments.locks), then accounts, ascending primary key, then holds. Every money-moving
 transaction follows it, so two transactions can never wait on each other in a cycle.
 Locks are FOR NO KEY UPDATE: they serialise balance changes but do not block the KEY SHARE
 locks that inserting a row with a foreign key to the account takes.

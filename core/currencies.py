@@ -24,18 +24,16 @@ _NOT_MONEY = {
 }
 
 
-def normalize_currency(code: str) -> str:
-    """The upper-case ISO 4217 code, or a ValidationError naming `currency`."""
+def normalize_currency(code: str, *, param: str = "currency") -> str:
+    """The upper-case ISO 4217 code, or a ValidationError naming `param`."""
     if not isinstance(code, str):
-        raise ValidationError(
-            "currency must be a string", code="invalid_currency", param="currency"
-        )
+        raise ValidationError(f"{param} must be a string", code="invalid_currency", param=param)
     upper = code.strip().upper()
     if upper not in moneyed.CURRENCIES or upper in _NOT_MONEY:
         raise ValidationError(
-            "currency must be a supported ISO 4217 code, e.g. USD",
+            f"{param} must be a supported ISO 4217 code, e.g. USD",
             code="invalid_currency",
-            param="currency",
+            param=param,
         )
     return upper
 

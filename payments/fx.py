@@ -68,8 +68,8 @@ def rate_text(rate: Decimal) -> str:
 
 def _currency_pair(source_currency: str, destination_currency: str) -> tuple[str, str]:
     pair = (
-        _currency(source_currency, "source_currency"),
-        _currency(destination_currency, "destination_currency"),
+        normalize_currency(source_currency, param="source_currency"),
+        normalize_currency(destination_currency, param="destination_currency"),
     )
     if pair[0] == pair[1]:
         raise ValidationError(
@@ -77,14 +77,6 @@ def _currency_pair(source_currency: str, destination_currency: str) -> tuple[str
             param="destination_currency",
         )
     return pair
-
-
-def _currency(code: str, param: str) -> str:
-    """`normalize_currency`, its refusal naming `param`."""
-    try:
-        return normalize_currency(code)
-    except ValidationError as error:
-        raise ValidationError(error.message, code=error.code, param=param) from error
 
 
 def _validate_rate(rate: object) -> Decimal:

@@ -16,6 +16,7 @@ from core.validation import REASON_MAX_LENGTH, max_length_of, validate_metadata,
 from ledger.models import LedgerTransaction, LedgerTransactionKind
 from ledger.services import Leg, ledger_transaction_post, reversal_post
 from payments.fx import fx_convert, fx_quote_check
+from payments.locks import transfer_lock
 from payments.models import FxQuote, Transfer, TransferStatus
 from payments.representations import transfer_data
 
@@ -211,11 +212,7 @@ def transfer_reverse(*, transfer: Transfer, reason: str) -> Transfer:
         reason, param="reason", max_length=REASON_MAX_LENGTH, required=True
     ).strip()
     with transaction.atomic():
-        locked = (
-            Transfer.objects.select_for_update(of=("self",), no_key=True)
-            .select_related("source_account", "destination_account", "ledger_transaction")
-            .get(pk=transfer.pk)
-        )
+        locked = transfer_lock(transfer.pk)
         if locked.status != TransferStatus.SUCCEEDED:
             raise InvalidState(
                 f"transfer {locked.public_id} is {locked.status}; only a succeeded transfer "
