@@ -44,12 +44,17 @@ def _send_request_ids(response: HttpResponse, request_id: str, client_request_id
         response[CLIENT_REQUEST_ID_HEADER] = client_request_id
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    """REMOTE_ADDR when it is an IP address (behind a misconfigured proxy it can be a list)."""
+def client_ip(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """REMOTE_ADDR when it is an IP address (behind a misconfigured proxy it can be a list),
+    an IPv4-mapped IPv6 address as the IPv4 address it is. The one reading of the client's
+    address: the audit rows and the anonymous rate limit agree on it."""
     try:
-        return str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _printable(text: str) -> str:
@@ -74,7 +79,7 @@ class AuditContextMiddleware:
             actor=user.get_username() if is_staff and user is not None else "",
             request_id=request_id,
             client_request_id=client_request_id,
-            ip_address=_client_ip(request),
+            ip_address=str(ip) if (ip := client_ip(request)) is not None else None,
             user_agent=_printable(request.META.get("HTTP_USER_AGENT", ""))[:500],
         ):
             response = self.get_response(request)

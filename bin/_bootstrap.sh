@@ -89,10 +89,15 @@ bootstrap() {
 	fi
 	"$UV" pip sync --require-hashes --python .venv/bin/python requirements/lock.txt ||
 		die "could not install the locked dependencies (requirements/lock.txt) into .venv"
-	# The admin's and Redoc's static files into staticfiles/, with hashed names and gzip
-	# copies, which WhiteNoise serves under bin/serve and pages name (with DEBUG off, a
-	# page cannot be rendered without them). They all come from installed packages, so
-	# they change only with the lock file or the settings (about 6 s to collect again).
+	static_files_collect
+}
+
+# The admin's and Redoc's static files into staticfiles/, with hashed names and gzip
+# copies, which WhiteNoise serves under bin/serve and pages name (with DEBUG off, a page
+# cannot be rendered without them). They all come from installed packages, so they change
+# only with the lock file or the settings (about 6 s to collect again). bin/test, bin/demo
+# and bin/serve call it.
+static_files_collect() {
 	local manifest=staticfiles/staticfiles.json
 	if [ ! "$manifest" -nt requirements/lock.txt ] || [ ! "$manifest" -nt config/settings.py ]; then
 		.venv/bin/python manage.py collectstatic --noinput --verbosity 0 ||

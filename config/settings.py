@@ -65,13 +65,14 @@ MIDDLEWARE = [
     # latency covers the whole request.
     "core.metrics.PrometheusMiddleware",
     "audit.middleware.RequestIdMiddleware",
-    # A body the WSGI handler refused (chunked, a bad length, cut short): answered here.
-    "core.wsgi.BodyFramingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, Redoc) from STATIC_ROOT, before anything else runs.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.headers.ApiNoStoreMiddleware",
     "core.headers.ContentSecurityPolicyMiddleware",
+    # A body the WSGI handler refused (chunked, a bad length, cut short): answered here,
+    # inside the security and no-store headers like every other answer.
+    "core.wsgi.BodyFramingMiddleware",
     # Django's session, user and message middleware and simple-history's, skipped on the
     # API, probes and /metrics, which use none of them (core/middleware.py).
     "core.middleware.SessionMiddleware",

@@ -47,7 +47,7 @@ class ApiNoStoreMiddleware:
 class ContentSecurityPolicyMiddleware:
     """CONTENT_SECURITY_POLICY on every HTML response (the admin, /api/v1/docs/, error
     pages); JSON and static files need none. A fixed header, so a few lines here rather
-    than django-csp (ADR 0010)."""
+    than django-csp (docs/operations.md)."""
 
     def __init__(self, get_response: _Handler):
         self.get_response = get_response

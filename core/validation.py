@@ -31,7 +31,13 @@ def max_length_of(model: type[Model], field: str) -> int:
 # format characters, which are invisible or reorder what is shown (U+202E RIGHT-TO-LEFT
 # OVERRIDE, U+200B ZERO WIDTH SPACE, U+FEFF, U+2066 isolates, soft hyphen, …), so that a name
 # or description always reads as what it is in the admin, a log or a client's screen.
-_REFUSED_CATEGORIES = {"Cc": "control", "Cf": "invisible formatting"}
+# Line and paragraph separators (U+2028, U+2029) break lines as a newline does.
+_REFUSED_CATEGORIES = {
+    "Cc": "control",
+    "Cf": "invisible formatting",
+    "Zl": "line separator",
+    "Zp": "paragraph separator",
+}
 # Except the zero-width joiner and non-joiner, which Persian, Indic scripts and emoji need.
 _ALLOWED_FORMAT_CHARACTERS = {"\u200c", "\u200d"}
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.utils.http import parse_header_parameters
 
-from core.api.errors import error_body
+from core.api.errors import error_body, error_response
 
 # Query strings are ASCII (percent-encoded); a charset that does not read ASCII as ASCII
 # is no charset a client of this API means.
@@ -137,7 +137,6 @@ class BodyFramingMiddleware:
         refused: BodyRefused | None = request.META.get(BODY_REFUSED_META)
         if refused is None:
             return self.get_response(request)
-        return JsonResponse(
-            error_body("invalid_request_error", refused.code, refused.message),
-            status=refused.status,
+        return error_response(
+            error_body("invalid_request_error", refused.code, refused.message), refused.status
         )

@@ -119,6 +119,9 @@ def test_a_chunked_body_is_refused_with_411(server: str, secret: str, framing: b
     assert status == 411, body
     assert json.loads(body)["error"]["code"] == "length_required"
     assert headers["x-request-id"].startswith("req_")
+    # Answered inside the API's headers, like every other API response.
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-content-type-options"] == "nosniff"
     assert not Customer.objects.exists()
 
 

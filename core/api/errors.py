@@ -130,7 +130,7 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
-def _error_response(body: dict[str, Any], status: int) -> JsonResponse:
+def error_response(body: dict[str, Any], status: int) -> JsonResponse:
     """An error body outside DRF, byte for byte as DRF's JSONRenderer writes the others
     (compact, UTF-8)."""
     return JsonResponse(
@@ -144,7 +144,7 @@ def not_found_view(request: HttpRequest, exception: Exception) -> JsonResponse:
         from django.views.defaults import page_not_found
 
         return page_not_found(request, exception)  # type: ignore[return-value]
-    return _error_response(error_body("not_found", "resource_missing", "No such route."), 404)
+    return error_response(error_body("not_found", "resource_missing", "No such route."), 404)
 
 
 def server_error_view(request: HttpRequest) -> JsonResponse:
@@ -153,7 +153,7 @@ def server_error_view(request: HttpRequest) -> JsonResponse:
         from django.views.defaults import server_error
 
         return server_error(request)  # type: ignore[return-value]
-    return _error_response(
+    return error_response(
         error_body("api_error", "internal_error", "Something went wrong on our side."), 500
     )
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Model, QuerySet
 from rest_framework import serializers
+from rest_framework.fields import empty
 from rest_framework.request import Request
 
 from audit.context import audit_log_after_response
@@ -168,17 +169,26 @@ class MerchantObjectField(serializers.SlugRelatedField):
         return str(value.public_id)
 
 
+def _not_an_object() -> serializers.ValidationError:
+    return serializers.ValidationError(
+        {"non_field_errors": ["the body must be a JSON object"]}, code="invalid"
+    )
+
+
 class StrictSerializer(serializers.Serializer):
     """An input serializer that refuses fields it does not know (mass assignment of
     `status`, `merchant`, … is an error, not silently ignored)."""
 
     merchant_objects: dict[str, Model]
 
+    def run_validation(self, data: Any = empty) -> Any:
+        if data is None:  # a JSON `null` body: DRF would answer "No data provided"
+            raise _not_an_object()
+        return super().run_validation(data)
+
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["the body must be a JSON object"]}, code="invalid"
-            )
+            raise _not_an_object()
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError(

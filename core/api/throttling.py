@@ -34,6 +34,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey
+from audit.middleware import client_ip
 from core.cache import RedisUnavailable, default_redis, execute
 
 logger = logging.getLogger(__name__)
@@ -213,13 +214,10 @@ class ApiKeyRateThrottle(_WindowThrottle):
 def client_address(request: HttpRequest) -> str:
     """Who an anonymous request is counted against: its REMOTE_ADDR, or for IPv6 its /64
     (one host commonly holds a whole /64 and could otherwise walk through it)."""
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
+    address = client_ip(request)
+    if address is None:
         return "unknown"
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
         return f"{ipaddress.IPv6Network((address, 64), strict=False).network_address}/64"
     return str(address)
 

@@ -55,3 +55,9 @@ def test_max_length_of_reads_the_models_column_width() -> None:
     assert max_length_of(Customer, "email") == 254
     with pytest.raises(TypeError):
         max_length_of(Customer, "metadata")
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029"])
+def test_line_and_paragraph_separators_are_refused_like_a_newline(separator: str) -> None:
+    with pytest.raises(ValidationError, match=f"U\\+{ord(separator):04X}"):
+        validate_text(f"Ada{separator}Lovelace", param="name", max_length=100)
