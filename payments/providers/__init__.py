@@ -1,0 +1,1 @@
+"""Payment providers: one adapter per provider behind `base.ProviderAdapter`."""
