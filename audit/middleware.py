@@ -2,7 +2,6 @@
 audit row it writes."""
 
 import functools
-import ipaddress
 import uuid
 from collections.abc import Callable
 
@@ -10,12 +9,13 @@ from django.http import HttpRequest, HttpResponse
 
 from audit import context
 from audit.context import ActorType, audit_log_pending, audit_log_write_pending
+from core.http import client_ip
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # The client's own X-Request-Id, echoed under this name beside ours.
 CLIENT_REQUEST_ID_HEADER = "X-Client-Request-Id"
 # Where RequestIdMiddleware leaves the ids it settled on, for the middleware inside it and
-# for log records that carry the request (core.logging.RequestContextFilter).
+# for log records that carry the request (audit.logging.RequestContextFilter).
 REQUEST_ID_META = "moneta.request_id"
 CLIENT_REQUEST_ID_META = "moneta.client_request_id"
 _MAX_CLIENT_REQUEST_ID_LENGTH = 200
@@ -42,19 +42,6 @@ def _send_request_ids(response: HttpResponse, request_id: str, client_request_id
     response[REQUEST_ID_HEADER] = request_id
     if client_request_id:
         response[CLIENT_REQUEST_ID_HEADER] = client_request_id
-
-
-def client_ip(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """REMOTE_ADDR when it is an IP address (behind a misconfigured proxy it can be a list),
-    an IPv4-mapped IPv6 address as the IPv4 address it is. The one reading of the client's
-    address: the audit rows and the anonymous rate limit agree on it."""
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def _printable(text: str) -> str:

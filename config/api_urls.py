@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 from accounts.api.views import AccountViewSet, CustomerViewSet
 from audit.api.views import EventViewSet
 from core.api.views import ApiIndexView, CachedSchemaView, DocsView
+from ledger.api.views import AccountLedgerViewSet
 from payments.api.views import FxQuoteViewSet, TransferViewSet
 
 router = SimpleRouter(trailing_slash=False)
@@ -14,10 +15,17 @@ router.register("accounts", AccountViewSet, basename="account")
 router.register("transfers", TransferViewSet, basename="transfer")
 router.register("fx_quotes", FxQuoteViewSet, basename="fx_quote")
 router.register("events", EventViewSet, basename="event")
+# An account's balance and entries are the ledger's (ADR 0012), under the account's paths
+# and route names (`account-balance`, `account-entries`): a router of their own, as one
+# router takes each basename once.
+ledger_router = SimpleRouter(trailing_slash=False)
+ledger_router.register("accounts", AccountLedgerViewSet, basename="account")
+# Every route of a resource, both routers'.
+routes = [*router.urls, *ledger_router.urls]
 
 urlpatterns = [
     path("", ApiIndexView.as_view(), name="api-index"),
     path("schema/", CachedSchemaView.as_view(), name="schema"),
     path("docs/", DocsView.as_view(), name="docs"),
-    path("", include(router.urls)),
+    path("", include(routes)),
 ]

@@ -184,7 +184,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULE = {
-    "expire-holds": {"task": "accounts.tasks.expire_holds", "schedule": timedelta(minutes=1)},
+    "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": timedelta(minutes=1)},
     "purge-idempotency-keys": {
         "task": "core.tasks.purge_idempotency_keys",
         "schedule": timedelta(hours=1),
@@ -192,7 +192,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["core.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.api.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.HasApiKey"],
     "DEFAULT_PARSER_CLASSES": ["core.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -203,7 +203,7 @@ REST_FRAMEWORK = {
     "DEFAULT_METADATA_CLASS": "core.api.metadata.SchemaPointerMetadata",
     "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "core.api.throttling.ApiKeyRateThrottle",
+        "accounts.api.throttling.ApiKeyRateThrottle",
         "core.api.throttling.AnonymousRateThrottle",
     ],
     "UNAUTHENTICATED_USER": None,
@@ -258,7 +258,7 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="json").lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "core.logging.RequestContextFilter"}},
+    "filters": {"request_context": {"()": "audit.logging.RequestContextFilter"}},
     "formatters": {
         "json": {
             "()": "core.logging.JsonFormatter",

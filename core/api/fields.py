@@ -10,9 +10,8 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 from rest_framework.request import Request
 
-from audit.context import audit_log_after_response
 from core.amounts import MAX_AMOUNT
-from core.api.authentication import ApiKeyPrincipal
+from core.api.principal import Principal
 from core.currencies import normalize_currency
 from core.db import select_many
 from core.exceptions import DomainError, NotFound, ValidationError
@@ -32,7 +31,7 @@ def foreign_object_check(
     platform system account), note the denied attempt, written after the response. One
     query, the same for a missing id, so the answer takes no longer for a foreign one."""
     principal = request.user
-    if not isinstance(principal, ApiKeyPrincipal):
+    if not isinstance(principal, Principal):
         return
     # Not the caller's own (one left out by a filter or by `only`): that is no attempt.
     foreign = model._default_manager.filter(public_id=public_id).exclude(
@@ -40,18 +39,12 @@ def foreign_object_check(
     )
     if not foreign.exists():
         return
-    audit_log_after_response(
+    principal.foreign_object_denied(
         request._request,
-        action="api_key.foreign_object_denied",
-        object_type="api_key",
-        object_id=principal.api_key.public_id,
-        new_values={
-            "method": request.method,
-            "path": request.path,
-            "object": public_id,
-            "param": param,
-        },
-        reason="an API key named another merchant's object",
+        method=request.method or "",
+        path=request.path,
+        public_id=public_id,
+        param=param,
     )
 
 

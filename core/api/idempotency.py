@@ -44,7 +44,6 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from accounts.models import Merchant
 from core.api.errors import ApiError
 from core.api.views import MerchantScopedViewSet
 from core.db import insert_rows, is_lock_conflict, retry_on_conflict, update_rows
@@ -190,7 +189,7 @@ def _replay(row: IdempotencyKey) -> HttpResponse:
 
 
 def idempotency_key_claim(
-    *, merchant: Merchant, key: str, fingerprint: str, method: str, path: str
+    *, merchant: Any, key: str, fingerprint: str, method: str, path: str
 ) -> _Claim | HttpResponse:
     """Phase 1: hold `(merchant, key)` for this request, committed before any work starts.
 

@@ -15,8 +15,8 @@ from rest_framework.request import Request
 from rest_framework.utils.urls import replace_query_param
 
 from core import sealing
-from core.api.authentication import ApiKeyPrincipal
 from core.api.errors import ApiError
+from core.api.principal import Principal
 
 # flags (bit 0: reverse, bit 1: has a position), offset, position (an id).
 _CURSOR_LAYOUT = struct.Struct(">BHQ")
@@ -47,7 +47,7 @@ class NewestFirstPagination(CursorPagination):
         """What a cursor is valid for: this list (its path, so also the account of an
         entries list) of this merchant."""
         principal = self.request.user
-        merchant = principal.merchant.pk if isinstance(principal, ApiKeyPrincipal) else ""
+        merchant = principal.merchant.pk if isinstance(principal, Principal) else ""
         return f"moneta.cursor:{merchant}:{self.request.path}"
 
     def decode_cursor(self, request: Request) -> Cursor | None:

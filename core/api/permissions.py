@@ -3,7 +3,7 @@ from typing import Any
 from rest_framework import permissions
 from rest_framework.request import Request
 
-from core.api.authentication import ApiKeyPrincipal
+from core.api.principal import Principal
 
 
 class HasApiKey(permissions.BasePermission):
@@ -13,6 +13,6 @@ class HasApiKey(permissions.BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         principal = request.user
-        if not isinstance(principal, ApiKeyPrincipal):
+        if not isinstance(principal, Principal):
             return False
-        return request.method in permissions.SAFE_METHODS or not principal.api_key.read_only
+        return request.method in permissions.SAFE_METHODS or not principal.read_only

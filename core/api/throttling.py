@@ -1,4 +1,6 @@
-"""Rate limiting per API key (SPEC §4.1: 429 `rate_limit_error` with `Retry-After`).
+"""Rate limiting (SPEC §4.1: 429 `rate_limit_error` with `Retry-After`): fixed windows and
+their counters, and the limit per client address. The limit per API key,
+`accounts.api.throttling.ApiKeyRateThrottle`, is built on these.
 
 A fixed window per key: one counter per key and window in the default cache. With Redis
 that is one round trip per request (`SET NX EX` then `INCR`, pipelined; Django's own
@@ -33,9 +35,9 @@ from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from accounts.models import ApiKey
-from audit.middleware import client_ip
+from core.api.principal import Principal
 from core.cache import RedisUnavailable, default_redis, execute
+from core.http import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -67,18 +69,13 @@ def parse_rate(rate: str | None, setting: str = "API_RATE_LIMIT") -> tuple[int, 
 
 @dataclass(frozen=True)
 class RateWindow:
-    """An API key's counter for the window `time` falls in."""
+    """A counter (an API key's, a client address's) for the window `time` falls in."""
 
     limit: int
     seconds: int
     key: str  # before the cache's prefix
     timeout: int
     end: float
-
-    @classmethod
-    def of(cls, api_key_pk: int, time: float) -> "RateWindow | None":
-        """An API key's window at `API_RATE_LIMIT`; None when rate limiting is off."""
-        return cls.counting(f"api_key:{api_key_pk}", "API_RATE_LIMIT", time)
 
     @classmethod
     def counting(cls, subject: str, setting: str, time: float) -> "RateWindow | None":
@@ -101,15 +98,16 @@ class RateWindow:
 
 
 @dataclass(frozen=True)
-class _Counted:
-    """The count the authentication took for the throttle (see `count_and_read`)."""
+class Counted:
+    """The count the authentication took for the throttle, in the same round trip as its
+    own read (accounts.api.throttling.ApiKeyRateThrottle.count_and_read)."""
 
     window: RateWindow
     count: int | None  # None: Redis did not answer
 
 
 # Where the authentication leaves it.
-_COUNTED_META = "moneta.rate_count"
+COUNTED_META = "moneta.rate_count"
 
 
 def count_in_window(window: RateWindow) -> int:
@@ -132,7 +130,7 @@ def count_in_window(window: RateWindow) -> int:
         return int(cache.incr(window.key))  # another request created it meanwhile
 
 
-class _WindowThrottle(BaseThrottle):
+class WindowThrottle(BaseThrottle):
     """`wait()` is the time left in the window of the request refused, which the error
     handler sends as `Retry-After`."""
 
@@ -148,69 +146,6 @@ class _WindowThrottle(BaseThrottle):
         return float(max(1, math.ceil(self.window_end - self.timer())))
 
 
-class ApiKeyRateThrottle(_WindowThrottle):
-    """At most `API_RATE_LIMIT` requests per API key per window."""
-
-    @classmethod
-    def count_and_read(cls, request: HttpRequest, api_key: ApiKey, name: str) -> Any:
-        """Count the request against `api_key`'s rate limit now, in the same Redis round
-        trip as reading the cache entry `name` (the API key cache's generation), and return
-        that entry; the throttle then uses the count, in this window. Raises
-        RedisUnavailable when Redis does not answer or is skipped (core.cache's back-off);
-        the throttle then lets the request through, as below."""
-        redis = default_redis()
-        if redis is None:
-            raise ImproperlyConfigured("count_and_read needs the default cache on Redis")
-        client, backend = redis
-        window = RateWindow.of(api_key.pk, cls.timer())
-        pipeline = client.pipeline(transaction=False)
-        pipeline.get(backend.make_key(name))
-        if window is not None:
-            counter = backend.make_key(window.key)
-            pipeline.set(counter, 0, ex=window.timeout, nx=True)
-            pipeline.incr(counter)
-        try:
-            results = execute(pipeline)
-        except RedisUnavailable:
-            if window is not None:
-                request.META[_COUNTED_META] = _Counted(window, None)
-            raise
-        if window is not None:
-            request.META[_COUNTED_META] = _Counted(window, int(results[2]))
-        return results[0]
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        api_key = request.auth
-        if not isinstance(api_key, ApiKey):
-            return True
-        # The authentication's count stands, in its window, whatever the clock says now:
-        # counting again would count a request that crossed into the next window twice,
-        # and cost a second timeout when Redis hangs.
-        counted: _Counted | None = request.META.get(_COUNTED_META)
-        if counted is None:
-            window = RateWindow.of(api_key.pk, self.timer())
-            if window is None:
-                return True
-            try:
-                counted = _Counted(window, count_in_window(window))
-            except RedisUnavailable:
-                counted = _Counted(window, None)
-        if counted.count is None:
-            # Redis is down (core.cache logs it once per back-off): serve the request
-            # unlimited rather than fail it; /health/ready reports Redis unavailable.
-            return True
-        self.window_end = counted.window.end
-        if counted.count > counted.window.limit:
-            logger.info(
-                "rate limit exceeded for API key %s: %d requests this window of %d s",
-                api_key.public_id,
-                counted.count,
-                counted.window.seconds,
-            )
-            return False
-        return True
-
-
 def client_address(request: HttpRequest) -> str:
     """Who an anonymous request is counted against: its REMOTE_ADDR, or for IPv6 its /64
     (one host commonly holds a whole /64 and could otherwise walk through it)."""
@@ -222,14 +157,14 @@ def client_address(request: HttpRequest) -> str:
     return str(address)
 
 
-class AnonymousRateThrottle(_WindowThrottle):
+class AnonymousRateThrottle(WindowThrottle):
     """At most `API_ANONYMOUS_RATE_LIMIT` requests per client address per window from
     callers without a valid API key: no key, an invalid one (see
     `core.api.views.MerchantScopedViewSet.perform_authentication`), the schema, the docs and
     the index. Requests with a valid key are left to ApiKeyRateThrottle."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        if isinstance(request.auth, ApiKey):
+        if isinstance(request.user, Principal):
             return True
         address = client_address(request)
         window = RateWindow.counting(

@@ -16,10 +16,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from accounts.api_keys import api_key_write_refused
-from accounts.models import Merchant
-from core.api.authentication import ApiKeyPrincipal
 from core.api.fields import PUBLIC_ID, foreign_object_check
+from core.api.principal import Principal
 from core.api.throttling import AnonymousRateThrottle
 
 
@@ -99,10 +97,11 @@ class ApiIndexView(KeylessView):
         )
 
 
+# The one place tenancy is applied: every object an API view reads or finds by id is
+# filtered to the calling key's merchant, so another merchant's id is a plain 404. (A
+# comment: drf-spectacular would publish a docstring here as the description of the
+# operations of every view that has none of its own.)
 class MerchantScopedViewSet(viewsets.GenericViewSet):
-    """The one place tenancy is applied: every object an API view reads or finds by id is
-    filtered to the calling key's merchant, so another merchant's id is a plain 404."""
-
     lookup_field = "public_id"
     lookup_url_kwarg = "id"
     # Public ids are `prefix_` + base62: anything else (a NUL byte, say) is no route, and
@@ -138,16 +137,15 @@ class MerchantScopedViewSet(viewsets.GenericViewSet):
     ) -> NoReturn:
         principal = request.user
         is_write = request.method not in permissions.SAFE_METHODS
-        if isinstance(principal, ApiKeyPrincipal) and is_write:
-            api_key_write_refused(
-                api_key=principal.api_key, method=request.method, path=request.path
-            )
+        if isinstance(principal, Principal) and is_write:
+            principal.write_refused(method=request.method or "", path=request.path)
         super().permission_denied(request, message=message, code=code)
 
     @property
-    def merchant(self) -> Merchant:
+    def merchant(self) -> Any:
+        """The calling key's merchant (an accounts.models.Merchant: core names no app)."""
         principal = self.request.user
-        if not isinstance(principal, ApiKeyPrincipal):  # HasApiKey has refused already
+        if not isinstance(principal, Principal):  # HasApiKey has refused already
             raise exceptions.NotAuthenticated()
         return principal.merchant
 

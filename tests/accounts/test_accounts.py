@@ -13,13 +13,13 @@ from accounts.services import (
     account_freeze,
     account_unfreeze,
     customer_create,
-    hold_create,
     merchant_create,
 )
 from accounts.system import system_account_get
 from audit.models import AuditLog, Event
 from core.amounts import MAX_AMOUNT
 from core.exceptions import AccountInactive, InvalidState, ValidationError
+from ledger.holds import hold_create
 from ledger.services import Leg, adjustment_post, ledger_transaction_post
 from tests.bad_inputs import BAD_METADATA, bad_text
 from tests.factories import AccountFactory, CustomerFactory, MerchantFactory

@@ -20,10 +20,11 @@ from django.test import Client, override_settings
 
 import core.cache
 import core.health
+from accounts.api.throttling import ApiKeyRateThrottle
 from accounts.api_keys import api_key_create
 from accounts.models import Merchant
 from audit.models import AuditLog
-from core.api.throttling import ApiKeyRateThrottle, parse_rate
+from core.api.throttling import parse_rate
 from tests import prometheus
 from tests.api.helpers import ApiClient, assert_error
 
@@ -339,7 +340,7 @@ def test_log_lines_carry_the_request_id_and_actor(
     records = [r for r in _records(lines) if r.get("client_request_id") == "req_logged_2"]
     assert len({r["request_id"] for r in records}) == 1  # ours, the same on every line
     # The throttle's line, inside the request, names the caller too …
-    throttle = next(r for r in records if r["logger"] == "core.api.throttling")
+    throttle = next(r for r in records if r["logger"] == "accounts.api.throttling")
     assert throttle["level"] == "INFO"
     assert throttle["actor_type"] == "api_key"
     assert throttle["actor"] == api.api_key.public_id

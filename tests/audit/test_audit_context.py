@@ -15,12 +15,13 @@ from django.urls import path
 from django.utils import timezone
 
 from accounts.models import Merchant
-from accounts.services import hold_create, merchant_create
-from accounts.tasks import expire_holds
+from accounts.services import merchant_create
 from audit import context
 from audit.context import ActorType, AuditContext, current_context
+from audit.management import AuditedCommand
 from audit.models import AuditLog
-from core.management import AuditedCommand
+from ledger.holds import hold_create
+from ledger.tasks import expire_holds
 from tests.factories import AccountFactory
 
 GENERATED_REQUEST_ID = re.compile(r"^req_[0-9a-f]{32}$")
@@ -276,7 +277,7 @@ def test_command_context_ends_with_the_command() -> None:
     assert current_context() == AuditContext()
 
 
-# --- Celery tasks (run eagerly here; tests/accounts/test_expire_holds_worker.py uses Redis) --
+# --- Celery tasks (run eagerly here; tests/ledger/test_expire_holds_worker.py uses Redis) ----
 
 
 @pytest.fixture
@@ -293,7 +294,7 @@ def test_task_is_the_actor_of_its_writes(due_hold_id: str) -> None:
     row = AuditLog.objects.get(action="hold.expired", object_id=due_hold_id)
     assert (row.actor_type, row.actor, row.request_id) == (
         ActorType.WORKER,
-        "accounts.tasks.expire_holds",
+        "ledger.tasks.expire_holds",
         result.id,
     )
     assert current_context() == AuditContext()

@@ -9,7 +9,8 @@ from django.conf import settings
 from django.test import Client, override_settings
 
 from accounts.api_keys import api_key_create
-from core.logging import JsonFormatter, RequestContextFilter
+from audit.logging import RequestContextFilter
+from core.logging import JsonFormatter
 from tests.factories import MerchantFactory
 
 WITH_ACCESS_LOG = [

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.services import hold_capture, hold_create, hold_release
+from ledger.holds import hold_capture, hold_create, hold_release
 from ledger.selectors import account_balance
 from payments.services import transfer_create
 from tests.factories import AccountFactory, MerchantFactory, fund

@@ -5,14 +5,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase
 
 from accounts.models import Account, Hold, HoldStatus
-from accounts.services import (
-    account_freeze,
-    account_unfreeze,
-    hold_capture,
-    hold_create,
-    hold_release,
-)
+from accounts.services import account_freeze, account_unfreeze
 from core.exceptions import DomainError
+from ledger.holds import hold_capture, hold_create, hold_release
 from ledger.models import LedgerTransaction
 from ledger.services import adjustment_post, ledger_transaction_reverse
 from payments.fx import fx_quote_create, fx_rate_set

@@ -13,10 +13,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import Account, Merchant, SystemPurpose
-from accounts.services import hold_capture, hold_create, hold_release
 from accounts.system import system_account_get
 from audit.models import AuditLog
 from ledger import reconciliation
+from ledger.holds import hold_capture, hold_create, hold_release
 from ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind, ReconciliationRun
 from ledger.reconciliation import reconcile_ledger, reconcile_scope_size
 from ledger.services import (

@@ -100,7 +100,7 @@ def test_transfer_spends_the_whole_balance_but_not_more(merchant):
 
 
 def test_held_funds_are_not_available_to_transfer(merchant):
-    from accounts.services import hold_create
+    from ledger.holds import hold_create
 
     source = AccountFactory.create(merchant=merchant, balance=100)
     destination = AccountFactory.create(merchant=merchant)

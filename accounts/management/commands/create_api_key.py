@@ -6,7 +6,7 @@ from django.db import transaction
 from accounts.api_keys import api_key_create
 from accounts.models import Merchant
 from accounts.services import merchant_create
-from core.management import AuditedCommand
+from audit.management import AuditedCommand
 
 
 class Command(AuditedCommand):

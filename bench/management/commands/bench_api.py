@@ -7,8 +7,8 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db import connection
 
+from audit.management import AuditedCommand
 from bench import api as api_benchmark
-from core.management import AuditedCommand
 
 
 def _positive_int(value: str) -> int:

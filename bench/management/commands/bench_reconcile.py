@@ -9,8 +9,8 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import connection
 from tqdm import tqdm
 
+from audit.management import AuditedCommand
 from bench.ledger_generator import ledger_generate
-from core.management import AuditedCommand
 from ledger.models import LedgerEntry, LedgerTransaction, ReconciliationRun
 from ledger.reconciliation import reconcile_ledger
 

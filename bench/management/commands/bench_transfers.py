@@ -7,8 +7,8 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
+from audit.management import AuditedCommand
 from bench import transfers as benchmark
-from core.management import AuditedCommand
 
 
 def _positive_int(value: str) -> int:

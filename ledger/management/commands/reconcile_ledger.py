@@ -15,7 +15,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.models import Account
-from core.management import AuditedCommand
+from audit.management import AuditedCommand
 from ledger.models import ReconciliationRun
 from ledger.reconciliation import reconcile_ledger, reconcile_scope_size
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from core.management import AuditedCommand
+from audit.management import AuditedCommand
 from payments.models import Transfer
 from payments.services import transfer_reverse
 

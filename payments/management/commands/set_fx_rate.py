@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from core.management import AuditedCommand
+from audit.management import AuditedCommand
 from payments.fx import fx_rate_set, rate_text
 
 

@@ -8,27 +8,44 @@ from django.http import HttpRequest
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from accounts.api_keys import api_key_authenticate
+from accounts.api.throttling import ApiKeyRateThrottle
+from accounts.api_keys import api_key_authenticate, api_key_write_refused
 from accounts.models import ApiKey, Merchant
 from audit import context
-from audit.context import ActorType
-from core.api.throttling import ApiKeyRateThrottle
+from audit.context import ActorType, audit_log_after_response
+from core.api.principal import Principal
 from core.cache import default_redis
 from core.logging import API_KEY_META, MERCHANT_META
 
 
 @dataclass(frozen=True)
-class ApiKeyPrincipal:
+class ApiKeyPrincipal(Principal):
     """`request.user` for API requests: the key and the merchant it acts for."""
 
     api_key: ApiKey
 
-    is_authenticated = True
-    is_anonymous = False
-
     @property
     def merchant(self) -> Merchant:
         return self.api_key.merchant
+
+    @property
+    def read_only(self) -> bool:
+        return self.api_key.read_only
+
+    def write_refused(self, *, method: str, path: str) -> None:
+        api_key_write_refused(api_key=self.api_key, method=method, path=path)
+
+    def foreign_object_denied(
+        self, request: HttpRequest, *, method: str, path: str, public_id: str, param: str | None
+    ) -> None:
+        audit_log_after_response(
+            request,
+            action="api_key.foreign_object_denied",
+            object_type="api_key",
+            object_id=self.api_key.public_id,
+            new_values={"method": method, "path": path, "object": public_id, "param": param},
+            reason="an API key named another merchant's object",
+        )
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -65,7 +82,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "core.api.authentication.ApiKeyAuthentication"
+    target_class = "accounts.api.authentication.ApiKeyAuthentication"
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:

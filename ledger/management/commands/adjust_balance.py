@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from accounts.models import Account
-from core.management import AuditedCommand
+from audit.management import AuditedCommand
 from ledger.services import adjustment_post
 
 

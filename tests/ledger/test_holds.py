@@ -5,22 +5,24 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
-from accounts import services
 from accounts.models import Account, Hold, HoldStatus, SystemPurpose
-from accounts.services import (
-    account_freeze,
+from accounts.services import account_freeze
+from accounts.system import system_account_get
+from audit.models import AuditLog
+from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
+from ledger import holds
+from ledger.holds import (
     hold_capture,
     hold_create,
     hold_expire,
     hold_release,
     holds_expire_due,
 )
-from accounts.system import system_account_get
-from audit.models import AuditLog
-from core.exceptions import AccountInactive, InsufficientFunds, InvalidState, ValidationError
 from ledger.models import LedgerTransactionKind
+from ledger.tasks import expire_holds
 from tests.bad_inputs import bad_text
 from tests.factories import AccountFactory
 from tests.invariants import invariant_violations
@@ -412,16 +414,16 @@ def test_holds_expire_due_logs_a_failing_hold_and_goes_on(
     past = timezone.now() - timedelta(minutes=1)
     broken = hold_create(account=wallet, amount=100, expires_at=past)
     fine = hold_create(account=wallet, amount=200, expires_at=past)
-    close = services._hold_close
+    close = holds._hold_close
 
     def close_unless_broken(*, hold: Hold, **kwargs: Any) -> Hold:
         if hold.pk == broken.pk:
             raise RuntimeError("disk on fire")
         return close(hold=hold, **kwargs)
 
-    monkeypatch.setattr(services, "_hold_close", close_unless_broken)
+    monkeypatch.setattr(holds, "_hold_close", close_unless_broken)
 
-    with caplog.at_level(logging.ERROR, logger="accounts.services"):
+    with caplog.at_level(logging.ERROR, logger="ledger.holds"):
         assert holds_expire_due() == 1
 
     statuses = dict(Hold.objects.values_list("public_id", "status"))
@@ -437,6 +439,16 @@ def test_holds_expire_due_with_nothing_due_expires_nothing(wallet: Account) -> N
     hold_create(account=wallet, amount=100, expires_at=timezone.now() + timedelta(hours=1))
 
     assert holds_expire_due() == 0
+
+
+def test_expiry_is_scheduled_every_minute() -> None:
+    entries = [
+        entry
+        for entry in settings.CELERY_BEAT_SCHEDULE.values()
+        if entry["task"] == expire_holds.name
+    ]
+    assert expire_holds.name == "ledger.tasks.expire_holds"
+    assert [entry["schedule"] for entry in entries] == [timedelta(minutes=1)]
 
 
 # --- invariants -----------------------------------------------------------------------------

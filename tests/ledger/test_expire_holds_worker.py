@@ -11,12 +11,12 @@ from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
-from accounts import tasks
 from accounts.models import Hold, HoldStatus
-from accounts.services import hold_create
 from audit.context import ActorType
 from audit.models import AuditLog
 from config.celery import app
+from ledger import tasks
+from ledger.holds import hold_create
 from tests.factories import AccountFactory
 
 # Database 5 keeps this worker's queue apart from anyone else's on the same Redis.
@@ -99,5 +99,5 @@ def test_expiry_is_audited_as_the_worker_running_the_task(due_hold: Hold) -> Non
 
     _wait_until(lambda: _expired(due_hold))
     row = AuditLog.objects.get(action="hold.expired", object_id=due_hold.public_id)
-    assert (row.actor_type, row.actor) == (ActorType.WORKER, "accounts.tasks.expire_holds")
+    assert (row.actor_type, row.actor) == (ActorType.WORKER, "ledger.tasks.expire_holds")
     assert row.request_id == result.id

@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from accounts.api_keys import api_key_create
 from accounts.models import Merchant
-from accounts.services import account_create, customer_create, hold_create, merchant_create
-from core.management import AuditedCommand
+from accounts.services import account_create, customer_create, merchant_create
+from audit.management import AuditedCommand
+from ledger.holds import hold_create
 from ledger.services import adjustment_post
 from payments.fx import fx_quote_create, fx_rate_set
 from payments.models import TransferStatus

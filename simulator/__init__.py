@@ -1,0 +1,1 @@
+"""The provider simulator: a stand-in for the payment providers, importing nothing of Moneta."""
