@@ -133,6 +133,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             server_side_binding=True, prepare_threshold=5
         )
+    # A session whose client died (a killed worker) while it runs a statement, say waiting
+    # for a row lock, is ended within this many milliseconds instead of when the statement
+    # ends: its locks are freed, and its Idempotency-Keys can be taken over (ADR 0006).
+    # 0 turns the check off (a pooler that refuses startup options; a server not on Linux,
+    # macOS or a BSD).
+    client_check_ms = env.int("DATABASE_CLIENT_CONNECTION_CHECK_MS", default=1000)
+    if client_check_ms:
+        DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+            f"-c client_connection_check_interval={client_check_ms}"
+        )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

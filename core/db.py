@@ -17,6 +17,9 @@ from django.db.models import Field, Model
 from django.utils import timezone
 from psycopg import errors as pg_errors
 
+from core.postgresql.base import DatabaseWrapper as PostgresWrapper
+from core.postgresql.base import Session
+
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -67,6 +70,30 @@ def database_now() -> datetime:
     row = fetch_one("SELECT clock_timestamp()", [])
     assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
     return row[0]
+
+
+def session_current() -> Session | None:
+    """This connection's PostgreSQL server session (core.postgresql), for other sessions to
+    ask whether it still lives (`session_alive`); None on the demo's SQLite."""
+    database = _database()
+    if not isinstance(database, PostgresWrapper):
+        return None
+    return database.session()
+
+
+def session_alive(session: Session) -> bool:
+    """Whether a PostgreSQL server session still runs, as `pg_stat_activity` shows it: a
+    session whose client died (a killed worker) leaves it as soon as PostgreSQL notices,
+    at once when it was waiting for the client, within `client_connection_check_interval`
+    when it was running a statement (settings.DATABASES). A session whose start time this
+    role may not read counts as alive. Ask outside a transaction: PostgreSQL keeps one
+    snapshot of the activity per transaction."""
+    row = fetch_one(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s"
+        " AND (backend_start = %s OR backend_start IS NULL))",
+        [session.pid, session.started_at],
+    )
+    return bool(row and row[0])
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:

@@ -13,7 +13,9 @@ class IdempotencyKey(models.Model):
     """One `Idempotency-Key` a merchant sent with a POST, and the response it got.
 
     `in_flight` rows are held by the request that holds `lock_token`; only that holder may
-    complete or release the row (every write is fenced on the token). `completed` rows carry
+    complete or release the row (every write is fenced on the token). On PostgreSQL the
+    holder's server session (`holder_pid`, `holder_started_at`) is recorded too: once that
+    session is gone (its process was killed), the key is taken over at once. `completed` rows carry
     the first response, replayed byte for byte to every retry with the same key and request.
     """
 
@@ -30,6 +32,9 @@ class IdempotencyKey(models.Model):
     )
     lock_token = models.UUIDField(null=True, blank=True)
     locked_at = models.DateTimeField(null=True, blank=True)
+    # The in-flight holder's PostgreSQL session (core.db.session_current); null on SQLite.
+    holder_pid = models.IntegerField(null=True, blank=True)
+    holder_started_at = models.DateTimeField(null=True, blank=True)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.BinaryField(null=True, blank=True)
     response_content_type = models.CharField(max_length=255, blank=True)

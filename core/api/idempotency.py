@@ -12,8 +12,9 @@ A request with the header runs in two atomic phases (docs/adr/0006-idempotency-k
 1. **Claim** the key `(merchant, key)` in a transaction of its own, committed before any
    work starts: `INSERT … ON CONFLICT DO NOTHING` with a fresh lock token. A key that
    already exists is replayed (completed, same request), refused (422 for another
-   request, 409 while a live holder runs), or taken over (a stale lock, by a fenced
-   UPDATE on its token and `locked_at`).
+   request, 409 while a live holder runs), or taken over by a fenced UPDATE on its token
+   and `locked_at`: at once when the holder's PostgreSQL session is gone (its process
+   died), else once the lock is stale.
 2. **Work and complete** in ONE `transaction.atomic`: the view (and so its service) runs,
    and the response is stored by an UPDATE fenced on the lock token. If that UPDATE
    touches no row the key was taken over meanwhile, and the whole effect rolls back.
@@ -46,8 +47,16 @@ from rest_framework.views import APIView
 
 from core.api.errors import ApiError
 from core.api.views import MerchantScopedViewSet
-from core.db import insert_rows, is_lock_conflict, retry_on_conflict, update_rows
+from core.db import (
+    insert_rows,
+    is_lock_conflict,
+    retry_on_conflict,
+    session_alive,
+    session_current,
+    update_rows,
+)
 from core.models import IdempotencyKey, IdempotencyKeyState
+from core.postgresql.base import Session
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +178,8 @@ class _Claim:
                 response_content_type=content_type,
                 completed_at=timezone.now(),
                 locked_at=None,
+                holder_pid=None,
+                holder_started_at=None,
             )
         )
 
@@ -195,6 +206,12 @@ def idempotency_key_claim(
 
     Returns the claim, or the stored response to replay; raises the 409 / 422 errors.
     """
+    # Whose the claim is: this connection's server session, which phase 2 runs on too.
+    session = session_current()
+    holder = {
+        "holder_pid": session.pid if session else None,
+        "holder_started_at": session.started_at if session else None,
+    }
     for _ in range(_CLAIM_ATTEMPTS):
         now = timezone.now()
         token = uuid.uuid4()
@@ -210,6 +227,7 @@ def idempotency_key_claim(
             lock_token=token,
             locked_at=now,
             created_at=now,
+            **holder,
         )
         if insert_rows([claimed], ignore_conflicts=True):
             return _Claim(claimed.pk, token)  # a new key, the common case
@@ -229,20 +247,33 @@ def idempotency_key_claim(
         if row.state == IdempotencyKeyState.COMPLETED:
             return _replay(row)
         if row.locked_at is not None and row.locked_at > now - _lock_timeout():
-            raise _in_use()
-        # The holder has not finished within the lock timeout: it crashed or stalled.
-        # Take the key over; if the old holder ever tries to complete, its fenced UPDATE
-        # matches nothing and its work rolls back.
+            if _holder_alive(row):
+                raise _in_use()
+            why = "its holder's database session is gone"
+        else:
+            why = "a stale lock"
+        # The holder died (its session is gone: nothing of its work can commit), or has
+        # not finished within the lock timeout (it crashed or stalled). Take the key over;
+        # if the old holder ever tries to complete, its fenced UPDATE matches nothing and
+        # its work rolls back.
         taken = IdempotencyKey.objects.filter(
             pk=row.pk,
             state=IdempotencyKeyState.IN_FLIGHT,
             lock_token=row.lock_token,
             locked_at=row.locked_at,
-        ).update(lock_token=token, locked_at=now)
+        ).update(lock_token=token, locked_at=now, **holder)
         if taken:
-            logger.warning("idempotency key %s taken over after a stale lock", row.pk)
+            logger.warning("idempotency key %s taken over: %s", row.pk, why)
             return _Claim(row.pk, token)
     raise _in_use()
+
+
+def _holder_alive(row: IdempotencyKey) -> bool:
+    """Whether an in-flight key's holder may still complete it: its PostgreSQL session still
+    runs. Without a recorded session (SQLite) only the lock timeout tells."""
+    if row.holder_pid is None or row.holder_started_at is None:
+        return True
+    return session_alive(Session(row.holder_pid, row.holder_started_at))
 
 
 def _retained_since(row: IdempotencyKey) -> datetime:

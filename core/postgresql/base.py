@@ -7,9 +7,15 @@ the request itself needs, which on the API's cheapest requests is a quarter of t
 socket instead: when it is readable, the server has closed the connection (a restart,
 `pg_terminate_backend`, an idle timeout) or sent something no query asked for, and the
 connection is dropped and replaced, as after a failed `SELECT 1`.
+
+It also knows which server session (backend) a connection is, for another session to ask
+whether it still lives (`session`, core.db.session_alive).
 """
 
 import select
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from django.db.backends.postgresql import base
 from psycopg import pq
@@ -17,7 +23,32 @@ from psycopg import pq
 _BROKEN = {pq.TransactionStatus.INERROR, pq.TransactionStatus.UNKNOWN}
 
 
+@dataclass(frozen=True)
+class Session:
+    """A PostgreSQL server session: its backend's pid and start time, which together name
+    it (the operating system reuses pids)."""
+
+    pid: int
+    started_at: datetime
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    # (the connection it was read on, its session): read once per connection.
+    _session: tuple[Any, Session] | None = None
+
+    def session(self) -> Session:
+        """This connection's server session; one query per connection, the first time."""
+        self.ensure_connection()
+        raw = self.connection
+        if self._session is None or self._session[0] is not raw:
+            with self.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+                )
+                pid, started_at = cursor.fetchone()
+            self._session = (raw, Session(pid, started_at))
+        return self._session[1]
+
     def is_usable(self) -> bool:
         connection = self.connection
         if connection is None or connection.closed:
