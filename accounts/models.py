@@ -170,7 +170,8 @@ class HoldStatus(models.TextChoices):
 
 class Hold(models.Model):
     """Funds reserved on an account: they count against `available` until the hold is
-    released, captured or expired."""
+    released, captured or expired. The ledger's pending transfer: every write to it is in
+    ledger/holds.py (ADR 0012)."""
 
     public_id = models.CharField(max_length=32, unique=True, default=new_hold_id, editable=False)
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
