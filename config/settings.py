@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "payments",
     "bench",
     "simulator",
+    "simulator",
 ]
 
 MIDDLEWARE = [
