@@ -59,7 +59,6 @@ INSTALLED_APPS = [
     "payments",
     "bench",
     "simulator",
-    "simulator",
 ]
 
 MIDDLEWARE = [
@@ -251,10 +250,12 @@ API_ANONYMOUS_RATE_LIMIT = env.str("API_ANONYMOUS_RATE_LIMIT", default="60/minut
 # simulator at this base URL (Stripe's format at it, Adyen's under /adyen); unset (the
 # demo): to the simulator's WSGI application in this process.
 PROVIDER_SIMULATOR_URL = env.str("PROVIDER_SIMULATOR_URL", default="")
-# The in-process simulator's state (SQLite), shared by the demo's processes.
+# The in-process simulator's state (SQLite), shared by the demo's processes, and how long
+# it takes to settle pm_card_async, refunds and payouts.
 PROVIDER_SIMULATOR_STORE = env.str(
     "PROVIDER_SIMULATOR_STORE", default=str(BASE_DIR / ".cache" / "provider_simulator.sqlite3")
 )
+PROVIDER_SIMULATOR_ASYNC_SECONDS = env.float("PROVIDER_SIMULATOR_ASYNC_SECONDS", default=2.0)
 
 # Payments (SPEC §3). Where a merchant's payments go when it names no provider of its own.
 PAYMENT_DEFAULT_PROVIDER = env.str("PAYMENT_DEFAULT_PROVIDER", default="stripe")
