@@ -18,7 +18,6 @@ from simulator.config import SimulatorConfig
 
 logger = logging.getLogger("simulator")
 
-WEBHOOK_ATTEMPTS = 5  # then the delivery is given up, and logged
 WEBHOOK_TIMEOUT = 5.0
 
 
@@ -75,10 +74,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(self.server.app.config.timeout_seconds)
         else:  # a reset: SO_LINGER 0 makes close() send RST instead of FIN
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with self.server.resets_lock:
+                self.server.resets.add(self.connection)
         self.close_connection = True
-        self.rfile.close()
-        self.wfile.close()
-        self.connection.close()
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
@@ -98,10 +96,14 @@ class SimulatorServer(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 256  # a benchmark opens many connections at once
+    webhook_attempts = 5  # then a delivery is given up, and logged
+    webhook_backoff_seconds = 0.5  # before the second attempt; doubled each time
 
     def __init__(self, config: SimulatorConfig, host: str, port: int):
         self.app = SimulatorApp(config)
         super().__init__((host, port), _Handler)
+        self.resets: set[socket.socket] = set()  # connections to close with a reset
+        self.resets_lock = threading.Lock()
         self._stop = threading.Event()
         self._deliverer = threading.Thread(target=self._deliver_forever, daemon=True)
 
@@ -119,6 +121,17 @@ class SimulatorServer(ThreadingHTTPServer):
         super().server_close()
         self.app.store.close()
 
+    def shutdown_request(self, request: Any) -> None:
+        # A connection to reset is closed without the shutdown(SHUT_WR) that would send a
+        # FIN first: the client sees a reset, not an empty answer.
+        with self.resets_lock:
+            reset = request in self.resets
+            self.resets.discard(request)
+        if reset:
+            self.close_request(request)
+        else:
+            super().shutdown_request(request)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that went away mid-answer is its own business; anything else is logged.
         if not isinstance(sys.exc_info()[1], ConnectionError):
@@ -134,12 +147,12 @@ class SimulatorServer(ThreadingHTTPServer):
 
     def deliver_due(self, client: httpx.Client) -> None:
         """Settle what is due, then send each webhook that is due; a failed delivery is tried
-        again later (0.5 s, 1 s, 2 s, ...), WEBHOOK_ATTEMPTS times in all."""
+        again later (0.5 s, 1 s, 2 s, ...), `webhook_attempts` times in all."""
         app, now = self.app, time.time()
         with app.store.transaction() as tx:
             app.engine.settle_due(tx, now)
             due = tx.execute(
-                "SELECT id, provider, body, attempts FROM webhooks"
+                "SELECT id, provider, body, attempts, last_error FROM webhooks"
                 " WHERE status = 'pending' AND next_try_at <= ? ORDER BY id LIMIT 100",
                 (now,),
             ).fetchall()
@@ -156,7 +169,7 @@ class SimulatorServer(ThreadingHTTPServer):
             attempts = row["attempts"] + 1
             if not error:
                 state = "sent"
-            elif attempts >= WEBHOOK_ATTEMPTS:
+            elif attempts >= self.webhook_attempts:
                 state = "failed"
                 logger.warning(
                     "simulator: webhook %s to %s given up after %s attempts: %s",
@@ -164,9 +177,10 @@ class SimulatorServer(ThreadingHTTPServer):
                 )  # fmt: skip
             else:
                 state = "pending"
+            next_try_at = time.time() + self.webhook_backoff_seconds * 2 ** (attempts - 1)
             with app.store.transaction() as tx:
                 tx.execute(
                     "UPDATE webhooks SET status = ?, attempts = ?, last_error = ?,"
                     " next_try_at = ? WHERE id = ?",
-                    (state, attempts, error, time.time() + 0.5 * 2 ** (attempts - 1), row["id"]),
+                    (state, attempts, error or row["last_error"], next_try_at, row["id"]),
                 )

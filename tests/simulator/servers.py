@@ -13,9 +13,11 @@ from simulator.server import SimulatorServer
 
 
 @contextlib.contextmanager
-def running(config: SimulatorConfig) -> Iterator[str]:
-    """The simulator over HTTP on a free port; its base URL."""
+def running(config: SimulatorConfig, webhook_backoff_seconds: float = 0.05) -> Iterator[str]:
+    """The simulator over HTTP on a free port (failed webhooks tried again quickly); its
+    base URL."""
     server = SimulatorServer(config, "127.0.0.1", 0)
+    server.webhook_backoff_seconds = webhook_backoff_seconds
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -27,7 +28,7 @@ def stripe_sdk(base_url: str) -> stripe.StripeClient:
 def http_client(base_url: str) -> httpx.Client:
     return httpx.Client(
         base_url=base_url, headers={"Authorization": f"Bearer {DEFAULT_STRIPE_API_KEY}"},
-        trust_env=False,
+        trust_env=False, timeout=5,
     )  # fmt: skip
 
 
@@ -134,3 +135,38 @@ def test_the_default_config_matches_the_documented_defaults() -> None:
     for field in dataclasses.fields(defaults):
         if field.name.endswith(("_key", "_secret", "_account")):
             assert str(getattr(defaults, field.name)) in documented, field.name
+
+
+def test_drop_after_commit_resets_the_connection(config: SimulatorConfig) -> None:
+    with running(config) as url, http_client(url) as client:
+        client.post("/_simulator/faults", json={"drop_after_commit": 1})
+        with pytest.raises(httpx.ReadError):
+            stripe_pay(client, idempotency_key="att_drop")
+        replay = stripe_pay(client, idempotency_key="att_drop")
+        charges = client.get("/_simulator/charges").json()["stripe"]
+
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert charges == {"att_drop": 1}
+
+
+def test_timeout_holds_the_answer_then_closes(config: SimulatorConfig) -> None:
+    held = dataclasses.replace(config, timeout_seconds=0.5)
+    with running(held) as url, http_client(url) as client:
+        client.timeout = httpx.Timeout(0.3)
+        with pytest.raises(httpx.ReadTimeout):
+            stripe_pay(client, "pm_card_timeout", idempotency_key="att_t1")
+        started = time.monotonic()
+        with pytest.raises(httpx.RemoteProtocolError):  # closed, unanswered, after 0.5 s
+            client.post(
+                "/v1/payment_intents",
+                data={"amount": "10", "currency": "eur", "payment_method": "pm_card_timeout",
+                      "confirm": "true"},
+                headers={"Idempotency-Key": "att_t2"}, timeout=5,
+            )  # fmt: skip
+        waited = time.monotonic() - started
+        replay = stripe_pay(client, "pm_card_timeout", idempotency_key="att_t1")
+        charges = client.get("/_simulator/charges").json()["stripe"]
+
+    assert 0.5 <= waited < 2
+    assert replay.json()["status"] == "succeeded"
+    assert charges == {"att_t1": 1, "att_t2": 1}
