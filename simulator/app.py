@@ -8,6 +8,7 @@ real connection."""
 
 import hashlib
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ from simulator.engine import FAULT_FIELDS, Engine, EngineError, Modification, Ob
 from simulator.store import Store
 
 StartResponse = Callable[..., Any]
+logger = logging.getLogger("simulator")
 
 
 class Hangup(Exception):
@@ -170,7 +172,13 @@ class SimulatorApp:
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        response = self.handle(Request.from_environ(environ))
+        try:
+            response = self.handle(Request.from_environ(environ))
+        except Hangup:
+            raise
+        except Exception:  # a bug of ours: rolled back, answered, logged; the server goes on
+            logger.exception("simulator: error in %s", environ.get("PATH_INFO"))
+            response = json_response(500, {"error": "the simulator failed (see its log)"})
         headers = [("Content-Type", response.content_type), *response.headers]
         headers.append(("Content-Length", str(len(response.body))))
         start_response(f"{response.status} {_REASONS.get(response.status, 'Status')}", headers)

@@ -3,6 +3,7 @@ store, concurrent calls, the management command."""
 
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -170,3 +171,46 @@ def test_timeout_holds_the_answer_then_closes(config: SimulatorConfig) -> None:
     assert 0.5 <= waited < 2
     assert replay.json()["status"] == "succeeded"
     assert charges == {"att_t1": 1, "att_t2": 1}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({"Content-Length": "abc"}, 413), ({"Content-Length": str(2**30)}, 413),
+     ({"Transfer-Encoding": "chunked"}, 411)],
+)  # fmt: skip
+def test_a_body_it_cannot_frame_is_refused(
+    config: SimulatorConfig, headers: dict[str, str], status: int
+) -> None:
+    with running(config) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as connection:
+            lines = ["POST /v1/payment_intents HTTP/1.1", f"Host: {host}"]
+            lines += [f"{name}: {value}" for name, value in headers.items()]
+            connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            answer = connection.recv(1000).decode()
+
+    assert answer.startswith(f"HTTP/1.1 {status} "), answer
+
+
+def test_a_bug_is_a_500_and_the_server_goes_on(
+    config: SimulatorConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simulator.engine import Engine
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    with running(config) as url, http_client(url) as client:
+        monkeypatch.setattr(Engine, "create_payout", broken)
+        failed = client.post(
+            "/v1/payouts", data={"amount": "5", "currency": "eur", "destination": "ba_ok"},
+            headers={"Idempotency-Key": "k_bug"},
+        )  # fmt: skip
+        monkeypatch.undo()
+        retried = client.post(
+            "/v1/payouts", data={"amount": "5", "currency": "eur", "destination": "ba_ok"},
+            headers={"Idempotency-Key": "k_bug"},
+        )  # fmt: skip
+
+    assert failed.status_code == 500
+    assert (retried.status_code, retried.json()["status"]) == (200, "pending")
