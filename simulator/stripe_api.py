@@ -33,7 +33,7 @@ DECLINES = {
 PI_STATUS = {"declined": "requires_payment_method"}
 ID_PREFIXES = {"payment": "pi_", "refund": "re_", "payout": "po_", "capture": "cap_",
                "cancel": "can_"}  # fmt: skip
-SEARCH = re.compile(r"""\s*metadata\[(['"])(\w+)\1\]\s*:\s*(['"])([^'"]*)\3\s*""")
+SEARCH = re.compile(r"""\s*metadata\[(['"])(\w+)\1\]\s*:\s*(['"])([^'"]+)\3\s*""")
 
 CREATE_PARAMS = {"amount", "currency", "payment_method", "confirm", "capture_method", "metadata",
                  "description", "expand"}  # fmt: skip

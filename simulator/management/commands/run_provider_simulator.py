@@ -1,6 +1,7 @@
 """python manage.py run_provider_simulator --port N: the provider simulator over HTTP."""
 
 import logging
+import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -50,6 +51,8 @@ class Command(BaseCommand):
             webhook_url=options["webhook_url"],
         )
         server = SimulatorServer(settings, options["host"], options["port"])
+        # SIGTERM stops it as Ctrl-C does: the socket and the store closed on the way out.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         port = server.server_address[1]
         self.stdout.write(f"provider simulator listening on http://{options['host']}:{port}/")
         self.stdout.flush()
