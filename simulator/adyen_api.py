@@ -32,8 +32,13 @@ REFUSALS = {
     "expired_card": ("6", "Expired Card"),
     "fraudulent": ("20", "FRAUD"),
 }
-STATUS = {"processing": "received", "requires_capture": "authorised", "succeeded": "captured",
-          "canceled": "cancelled", "declined": "refused"}  # fmt: skip
+STATUS = {
+    "processing": "received",
+    "requires_capture": "authorised",
+    "succeeded": "captured",
+    "canceled": "cancelled",
+    "declined": "refused",
+}
 REFUND_STATUS = {"pending": "received", "succeeded": "refunded", "failed": "failed"}
 PAYOUT_STATUS = {"pending": "received", "paid": "paid", "failed": "failed"}
 HMAC_FIELDS = ("pspReference", "originalReference", "merchantAccountCode", "merchantReference")
@@ -41,9 +46,10 @@ HMAC_FIELDS = ("pspReference", "originalReference", "merchantAccountCode", "merc
 
 def adyen_error(status: int, code: str, message: str, type: str, **kwargs: Any) -> Response:
     response = json_response(
-        status, {"status": status, "errorCode": code, "message": message, "errorType": type},
+        status,
+        {"status": status, "errorCode": code, "message": message, "errorType": type},
         **kwargs,
-    )  # fmt: skip
+    )
     response.store = False
     return response
 
@@ -101,9 +107,12 @@ class AdyenFormat(WireFormat):
     def error(self, error: EngineError) -> Response:
         if error.kind == "flaky":
             return adyen_error(
-                500, "internal_error", error.message, "internal",
+                500,
+                "internal_error",
+                error.message,
+                "internal",
                 headers=[("Stripe-Should-Retry", "true")],
-            )  # fmt: skip
+            )
         message = f"{error.message} ({error.param})" if error.param else error.message
         status = 404 if error.kind == "missing" else 422
         return adyen_error(status, error.code, message, "validation")
@@ -118,15 +127,21 @@ class AdyenFormat(WireFormat):
 
     def unavailable(self) -> Response:
         return adyen_error(
-            503, "service_unavailable", "The service is unavailable (simulator fault).",
-            "internal", headers=[("Stripe-Should-Retry", "true")],
-        )  # fmt: skip
+            503,
+            "service_unavailable",
+            "The service is unavailable (simulator fault).",
+            "internal",
+            headers=[("Stripe-Should-Retry", "true")],
+        )
 
     def rate_limited(self, retry_after: int) -> Response:
         return adyen_error(
-            429, "rate_limited", "Too many requests (simulator fault).", "internal",
+            429,
+            "rate_limited",
+            "Too many requests (simulator fault).",
+            "internal",
             headers=[("Stripe-Should-Retry", "true"), ("Retry-After", str(retry_after))],
-        )  # fmt: skip
+        )
 
     def webhook(self, event: str, obj: Obj, mod: Modification | None, now: float) -> bytes | None:
         if isinstance(obj, Payment):
@@ -136,14 +151,29 @@ class AdyenFormat(WireFormat):
                 )
             else:
                 code = "CAPTURE" if mod.type == "capture" else "CANCELLATION"
-                item = self._item(code, mod.id, obj.id, mod.reference, amount_of(obj, mod.amount),
-                                  True, now)  # fmt: skip
+                item = self._item(
+                    code, mod.id, obj.id, mod.reference, amount_of(obj, mod.amount), True, now
+                )
         elif isinstance(obj, Refund):
-            item = self._item("REFUND", obj.id, obj.payment_id, obj.attempt, amount_of(obj),
-                              obj.status == "succeeded", now)  # fmt: skip
+            item = self._item(
+                "REFUND",
+                obj.id,
+                obj.payment_id,
+                obj.attempt,
+                amount_of(obj),
+                obj.status == "succeeded",
+                now,
+            )
         else:
-            item = self._item("PAYOUT_THIRDPARTY", obj.id, "", obj.attempt, amount_of(obj),
-                              obj.status == "paid", now)  # fmt: skip
+            item = self._item(
+                "PAYOUT_THIRDPARTY",
+                obj.id,
+                "",
+                obj.attempt,
+                amount_of(obj),
+                obj.status == "paid",
+                now,
+            )
         return json.dumps(
             {"live": "false", "notificationItems": [{"NotificationRequestItem": item}]}
         ).encode()
@@ -183,16 +213,19 @@ class AdyenFormat(WireFormat):
         method = params.get("paymentMethod")
         if not isinstance(method, dict) or method.get("type") != "scheme":
             raise EngineError(
-                "invalid", "parameter_invalid", 'paymentMethod: {"type": "scheme", ...}.',
+                "invalid",
+                "parameter_invalid",
+                'paymentMethod: {"type": "scheme", ...}.',
                 "paymentMethod",
-            )  # fmt: skip
+            )
         delay = params.get("captureDelayHours")
         if delay not in (None, 0):
             raise EngineError(
-                "invalid", "parameter_invalid",
+                "invalid",
+                "parameter_invalid",
                 "captureDelayHours: 0 (automatic) or absent (manual capture).",
                 "captureDelayHours",
-            )  # fmt: skip
+            )
         value, currency = amount(params)
         payment, withhold = engine.create_payment(
             call.tx,
@@ -218,25 +251,38 @@ class AdyenFormat(WireFormat):
     def capture(self, engine: Engine, call: Call) -> Response:
         value, currency = amount(call.params)
         payment, mod = engine.capture(
-            call.tx, provider=self.name, payment_id=call.args[0], amount=value,
-            currency=currency, reference=optional_text(call.params, "reference"), now=call.now,
-        )  # fmt: skip
+            call.tx,
+            provider=self.name,
+            payment_id=call.args[0],
+            amount=value,
+            currency=currency,
+            reference=optional_text(call.params, "reference"),
+            now=call.now,
+        )
         return json_response(201, modification(mod, payment, self.config.adyen_merchant_account))
 
     def cancel(self, engine: Engine, call: Call) -> Response:
         payment, mod = engine.cancel(
-            call.tx, provider=self.name, payment_id=call.args[0],
-            reference=optional_text(call.params, "reference"), now=call.now,
-        )  # fmt: skip
+            call.tx,
+            provider=self.name,
+            payment_id=call.args[0],
+            reference=optional_text(call.params, "reference"),
+            now=call.now,
+        )
         return json_response(201, modification(mod, payment, self.config.adyen_merchant_account))
 
     def create_refund(self, engine: Engine, call: Call) -> Response:
         value, currency = amount(call.params)
         created = engine.create_refund(
-            call.tx, provider=self.name, payment_id=call.args[0], amount=value,
-            currency=currency, attempt=text(call.params, "reference"),
-            metadata=metadata_of(call.params), now=call.now,
-        )  # fmt: skip
+            call.tx,
+            provider=self.name,
+            payment_id=call.args[0],
+            amount=value,
+            currency=currency,
+            attempt=text(call.params, "reference"),
+            metadata=metadata_of(call.params),
+            now=call.now,
+        )
         return json_response(201, refund_details(created, self.config.adyen_merchant_account))
 
     def retrieve_refund(self, engine: Engine, call: Call) -> Response:
@@ -251,11 +297,15 @@ class AdyenFormat(WireFormat):
                 "invalid", "parameter_missing", 'bankAccount: {"token": "ba_…"}.', "bankAccount"
             )
         created = engine.create_payout(
-            call.tx, provider=self.name, amount=value, currency=currency,
+            call.tx,
+            provider=self.name,
+            amount=value,
+            currency=currency,
             destination=text(bank, "token", "bankAccount."),
-            attempt=text(call.params, "reference"), metadata=metadata_of(call.params),
+            attempt=text(call.params, "reference"),
+            metadata=metadata_of(call.params),
             now=call.now,
-        )  # fmt: skip
+        )
         return json_response(200, payout_details(created))
 
     def retrieve_payout(self, engine: Engine, call: Call) -> Response:
@@ -373,9 +423,11 @@ def text(params: dict[str, Any], name: str, where: str = "") -> str:
     value = params.get(name)
     if not isinstance(value, str) or not value or len(value) > 255:
         raise EngineError(
-            "invalid", "parameter_missing", f"{where}{name}: a string (1 to 255 characters).",
+            "invalid",
+            "parameter_missing",
+            f"{where}{name}: a string (1 to 255 characters).",
             where + name,
-        )  # fmt: skip
+        )
     return value
 
 
@@ -392,9 +444,11 @@ def amount(params: dict[str, Any]) -> tuple[int, str]:
         or not re.fullmatch(r"[A-Z]{3}", value["currency"])
     ):
         raise EngineError(
-            "invalid", "parameter_invalid",
-            'amount: {"value": <integer, minor units>, "currency": "EUR"}.', "amount",
-        )  # fmt: skip
+            "invalid",
+            "parameter_invalid",
+            'amount: {"value": <integer, minor units>, "currency": "EUR"}.',
+            "amount",
+        )
     return value["value"], value["currency"]
 
 

@@ -206,8 +206,8 @@ class SimulatorApp:
                 )
             )
         handler, args = found
-        with self.store.transaction() as tx:
-            latency_ms = self.engine.faults(tx)["latency_ms"]
+        with self.store.reading() as connection:
+            latency_ms = self.engine.faults(connection)["latency_ms"]
         if latency_ms:
             time.sleep(latency_ms / 1000)
         if request.method != "POST":
@@ -270,10 +270,15 @@ class SimulatorApp:
                     tx.execute(
                         "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (
-                            fmt.name, key, digest, response.status,
-                            json.dumps(response.headers), response.body, call.now,
+                            fmt.name,
+                            key,
+                            digest,
+                            response.status,
+                            json.dumps(response.headers),
+                            response.body,
+                            call.now,
                         ),
-                    )  # fmt: skip
+                    )
         if fault == "drop_after_commit":
             raise Hangup("reset")
         if response.hangup and not replayed:
@@ -321,9 +326,11 @@ class SimulatorApp:
                 if wrong:
                     return json_response(
                         400,
-                        {"error": f"unknown or not a non-negative integer: {', '.join(wrong)}",
-                         "switches": list(FAULT_FIELDS)},
-                    )  # fmt: skip
+                        {
+                            "error": f"unknown or not a non-negative integer: {', '.join(wrong)}",
+                            "switches": list(FAULT_FIELDS),
+                        },
+                    )
                 self.engine.set_faults(tx, values)
                 return json_response(200, self.engine.faults(tx))
             if route == ("POST", "/_simulator/reset"):

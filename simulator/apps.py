@@ -1,7 +1,7 @@
 from django.apps import AppConfig
 
 
-class SimulatorConfig(AppConfig):
+class SimulatorAppConfig(AppConfig):
     """A Django app only for its management command, run_provider_simulator."""
 
     name = "simulator"

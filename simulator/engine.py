@@ -368,9 +368,14 @@ class Engine:
         now: float,
     ) -> tuple[Payment, Modification]:
         mod = Modification(
-            self.new_id(payment.provider, type), payment.provider, payment.id, type, amount,
-            reference, now,
-        )  # fmt: skip
+            self.new_id(payment.provider, type),
+            payment.provider,
+            payment.id,
+            type,
+            amount,
+            reference,
+            now,
+        )
         tx.execute(
             "INSERT INTO modifications VALUES (?, ?, ?, ?, ?, ?, ?)",
             (mod.id, mod.provider, mod.payment_id, mod.type, mod.amount, mod.reference, now),
@@ -438,10 +443,19 @@ class Engine:
         tx.execute(
             "INSERT INTO refunds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                refund.id, provider, payment.id, attempt, amount, refund.currency, "pending",
-                outcome, json.dumps(metadata), now, refund.settle_at,
+                refund.id,
+                provider,
+                payment.id,
+                attempt,
+                amount,
+                refund.currency,
+                "pending",
+                outcome,
+                json.dumps(metadata),
+                now,
+                refund.settle_at,
             ),
-        )  # fmt: skip
+        )
         tx.execute(
             "UPDATE payments SET amount_refunded = amount_refunded + ? WHERE id = ?",
             (amount, payment.id),
@@ -508,10 +522,19 @@ class Engine:
         tx.execute(
             "INSERT INTO payouts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                payout.id, provider, attempt, amount, currency, destination, "pending",
-                payout.outcome, json.dumps(metadata), now, payout.settle_at,
+                payout.id,
+                provider,
+                attempt,
+                amount,
+                currency,
+                destination,
+                "pending",
+                payout.outcome,
+                json.dumps(metadata),
+                now,
+                payout.settle_at,
             ),
-        )  # fmt: skip
+        )
         return payout
 
     def get_payout(self, tx: sqlite3.Connection, provider: str, id: str, now: float) -> Payout:
@@ -594,14 +617,21 @@ class Engine:
         start = datetime.datetime.combine(date, datetime.time(), datetime.UTC).timestamp()
         end = start + 86400
         rows = [
-            SettlementRow(r["id"], "charge", r["amount_received"],
-                          provider_fee(r["amount_received"]), r["currency"], "succeeded", date)
+            SettlementRow(
+                r["id"],
+                "charge",
+                r["amount_received"],
+                provider_fee(r["amount_received"]),
+                r["currency"],
+                "succeeded",
+                date,
+            )
             for r in tx.execute(
                 "SELECT * FROM payments WHERE provider = ? AND captured_at >= ?"
                 " AND captured_at < ? ORDER BY captured_at",
                 (provider, start, end),
             )
-        ]  # fmt: skip
+        ]
         for table, type in (("refunds", "refund"), ("payouts", "payout")):
             rows += [
                 SettlementRow(r["id"], type, r["amount"], 0, r["currency"], r["status"], date)

@@ -23,7 +23,14 @@ def report_csv(engine: Engine, call: Call, provider: str) -> Response:
     writer.writerow(COLUMNS)
     for row in engine.settlement_report(call.tx, provider=provider, date=date, now=call.now):
         writer.writerow(
-            (row.reference, row.type, row.amount, row.fee, row.currency, row.status,
-             row.date.isoformat())
-        )  # fmt: skip
+            (
+                row.reference,
+                row.type,
+                row.amount,
+                row.fee,
+                row.currency,
+                row.status,
+                row.date.isoformat(),
+            )
+        )
     return Response(200, out.getvalue().encode(), content_type="text/csv; charset=utf-8")

@@ -181,8 +181,11 @@ class SimulatorServer(ThreadingHTTPServer):
                 state = "failed"
                 logger.warning(
                     "simulator: webhook %s to %s given up after %s attempts: %s",
-                    row["id"], url, attempts, error,
-                )  # fmt: skip
+                    row["id"],
+                    url,
+                    attempts,
+                    error,
+                )
             else:
                 state = "pending"
             next_try_at = time.time() + self.webhook_backoff_seconds * 2 ** (attempts - 1)

@@ -128,7 +128,7 @@ CREATE INDEX IF NOT EXISTS webhooks_due ON webhooks (next_try_at) WHERE status =
 
 class Store:
     """The SQLite file. `transaction()` is the only way to write: the lock, BEGIN IMMEDIATE,
-    COMMIT (or ROLLBACK on an exception)."""
+    COMMIT (or ROLLBACK on an exception); `reading()` for a lone read."""
 
     def __init__(self, path: str):
         self.path = path
@@ -164,6 +164,12 @@ class Store:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """For one read that needs no transaction (it takes no write lock)."""
+        with self._lock:
+            yield self._connect()
 
     def close(self) -> None:
         with self._lock:

@@ -25,18 +25,34 @@ from simulator.reports import report_csv
 # The engine's decline reasons as Stripe names them: (code, decline_code, message).
 DECLINES = {
     "card_declined": ("card_declined", "generic_decline", "Your card was declined."),
-    "insufficient_funds": ("card_declined", "insufficient_funds",
-                           "Your card has insufficient funds."),
+    "insufficient_funds": (
+        "card_declined",
+        "insufficient_funds",
+        "Your card has insufficient funds.",
+    ),
     "expired_card": ("expired_card", "expired_card", "Your card has expired."),
     "fraudulent": ("card_declined", "fraudulent", "Your card was declined."),
-}  # fmt: skip
+}
 PI_STATUS = {"declined": "requires_payment_method"}
-ID_PREFIXES = {"payment": "pi_", "refund": "re_", "payout": "po_", "capture": "cap_",
-               "cancel": "can_"}  # fmt: skip
+ID_PREFIXES = {
+    "payment": "pi_",
+    "refund": "re_",
+    "payout": "po_",
+    "capture": "cap_",
+    "cancel": "can_",
+}
 SEARCH = re.compile(r"""\s*metadata\[(['"])(\w+)\1\]\s*:\s*(['"])([^'"]+)\3\s*""")
 
-CREATE_PARAMS = {"amount", "currency", "payment_method", "confirm", "capture_method", "metadata",
-                 "description", "expand"}  # fmt: skip
+CREATE_PARAMS = {
+    "amount",
+    "currency",
+    "payment_method",
+    "confirm",
+    "capture_method",
+    "metadata",
+    "description",
+    "expand",
+}
 CAPTURE_PARAMS = {"amount_to_capture", "expand"}
 CANCEL_PARAMS = {"cancellation_reason", "expand"}
 REFUND_PARAMS = {"payment_intent", "charge", "amount", "metadata", "reason", "expand"}
@@ -153,10 +169,13 @@ class StripeFormat(WireFormat):
     def rate_limited(self, retry_after: int) -> Response:
         return stripe_error(
             429,
-            {"type": "invalid_request_error", "code": "rate_limit",
-             "message": "Too many requests (simulator fault)."},
+            {
+                "type": "invalid_request_error",
+                "code": "rate_limit",
+                "message": "Too many requests (simulator fault).",
+            },
             headers=[("Stripe-Should-Retry", "true"), ("Retry-After", str(retry_after))],
-        )  # fmt: skip
+        )
 
     def webhook(self, event: str, obj: Obj, mod: Modification | None, now: float) -> bytes | None:
         if isinstance(obj, Payment):
@@ -210,9 +229,11 @@ class StripeFormat(WireFormat):
         capture_method = params.get("capture_method", "automatic")
         if capture_method not in ("automatic", "automatic_async", "manual"):
             raise EngineError(
-                "invalid", "parameter_invalid", "capture_method: automatic or manual.",
+                "invalid",
+                "parameter_invalid",
+                "capture_method: automatic or manual.",
                 "capture_method",
-            )  # fmt: skip
+            )
         metadata = metadata_of(params)
         payment, withhold = engine.create_payment(
             call.tx,
@@ -252,9 +273,14 @@ class StripeFormat(WireFormat):
             else None
         )
         payment, _ = engine.capture(
-            call.tx, provider=self.name, payment_id=call.args[0], amount=amount, currency=None,
-            reference="", now=call.now,
-        )  # fmt: skip
+            call.tx,
+            provider=self.name,
+            payment_id=call.args[0],
+            amount=amount,
+            currency=None,
+            reference="",
+            now=call.now,
+        )
         return json_response(200, payment_intent(payment))
 
     def cancel(self, engine: Engine, call: Call) -> Response:
@@ -273,9 +299,11 @@ class StripeFormat(WireFormat):
             payment_id = "pi_" + params["charge"][3:]
         else:
             raise EngineError(
-                "invalid", "parameter_missing", "Missing required param: payment_intent.",
+                "invalid",
+                "parameter_missing",
+                "Missing required param: payment_intent.",
                 "payment_intent",
-            )  # fmt: skip
+            )
         metadata = metadata_of(params)
         created = engine.create_refund(
             call.tx,
@@ -338,9 +366,14 @@ class StripeFormat(WireFormat):
             )
             return json_response(
                 200,
-                {"object": "search_result", "url": f"/v1/{path}/search", "has_more": False,
-                 "next_page": None, "data": [render(obj) for obj in found]},
-            )  # fmt: skip
+                {
+                    "object": "search_result",
+                    "url": f"/v1/{path}/search",
+                    "has_more": False,
+                    "next_page": None,
+                    "data": [render(obj) for obj in found],
+                },
+            )
 
         return handler
 
@@ -358,8 +391,13 @@ def payment_intent(payment: Payment) -> dict[str, Any]:
     error = None
     if payment.decline_reason:
         code, decline_code, message = DECLINES[payment.decline_reason]
-        error = {"type": "card_error", "code": code, "decline_code": decline_code,
-                 "message": message, "charge": "ch_" + payment.id[3:]}  # fmt: skip
+        error = {
+            "type": "card_error",
+            "code": code,
+            "decline_code": decline_code,
+            "message": message,
+            "charge": "ch_" + payment.id[3:],
+        }
     return {
         "id": payment.id,
         "object": "payment_intent",

@@ -119,14 +119,16 @@ def test_same_key_other_body_is_an_idempotency_error(adyen_client: httpx.Client)
         ({"amount": {"value": "10", "currency": "EUR"}}, "parameter_invalid"),
         ({"amount": {"value": 10, "currency": "eur"}}, "parameter_invalid"),
         ({"paymentMethod": {"type": "ideal"}}, "parameter_invalid"),
-        ({"paymentMethod": {"type": "scheme", "storedPaymentMethodId": "pm_nope"}},
-         "resource_missing"),
+        (
+            {"paymentMethod": {"type": "scheme", "storedPaymentMethodId": "pm_nope"}},
+            "resource_missing",
+        ),
         ({"reference": ""}, "parameter_missing"),
         ({"captureDelayHours": 24}, "parameter_invalid"),
         ({"merchantAccount": "Other"}, "901"),
         ({"metadata": {"n": 1}}, "parameter_invalid"),
     ],
-)  # fmt: skip
+)
 def test_bad_requests_get_adyen_errors(adyen_client: httpx.Client, body: dict, code: str) -> None:
     good = {
         "amount": eur(10),
@@ -234,9 +236,12 @@ def test_refunds_up_to_what_was_captured_then_refunded(adyen_client: httpx.Clien
 def test_payouts_settle_by_bank_token(adyen_client: httpx.Client, token: str, settled: str) -> None:
     attempt = key()
     response = adyen_post(
-        adyen_client, "/adyen/v71/payouts", amount=eur(500), bankAccount={"token": token},
+        adyen_client,
+        "/adyen/v71/payouts",
+        amount=eur(500),
+        bankAccount={"token": token},
         reference=attempt,
-    )  # fmt: skip
+    )
     payout = response.json()
     assert (response.status_code, payout["resultCode"], payout["status"]) == (
         200,

@@ -28,36 +28,51 @@ def stripe_sdk(base_url: str) -> stripe.StripeClient:
 
 def http_client(base_url: str) -> httpx.Client:
     return httpx.Client(
-        base_url=base_url, headers={"Authorization": f"Bearer {DEFAULT_STRIPE_API_KEY}"},
-        trust_env=False, timeout=5,
-    )  # fmt: skip
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {DEFAULT_STRIPE_API_KEY}"},
+        trust_env=False,
+        timeout=5,
+    )
 
 
 def test_the_stripe_sdk_speaks_to_it(config: SimulatorConfig) -> None:
     with running(config) as url:
         sdk = stripe_sdk(url).v1
         intent = sdk.payment_intents.create(
-            params={"amount": 1500, "currency": "eur", "payment_method": "pm_card_visa",
-                    "confirm": True, "capture_method": "manual",
-                    "metadata": {"moneta_attempt": "att_sdk"}},
+            params={
+                "amount": 1500,
+                "currency": "eur",
+                "payment_method": "pm_card_visa",
+                "confirm": True,
+                "capture_method": "manual",
+                "metadata": {"moneta_attempt": "att_sdk"},
+            },
             options={"idempotency_key": "att_sdk"},
-        )  # fmt: skip
+        )
         captured = sdk.payment_intents.capture(
             intent.id, params={"amount_to_capture": 1000}, options={"idempotency_key": "cap_sdk"}
         )
         found = sdk.payment_intents.search(params={"query": "metadata['moneta_attempt']:'att_sdk'"})
         with pytest.raises(stripe.CardError) as declined:
             sdk.payment_intents.create(
-                params={"amount": 1500, "currency": "eur", "confirm": True,
-                        "payment_method": "pm_card_insufficient_funds"},
+                params={
+                    "amount": 1500,
+                    "currency": "eur",
+                    "confirm": True,
+                    "payment_method": "pm_card_insufficient_funds",
+                },
                 options={"idempotency_key": "att_sdk_2"},
-            )  # fmt: skip
+            )
         with pytest.raises(stripe.IdempotencyError):
             sdk.payment_intents.create(
-                params={"amount": 1, "currency": "eur", "payment_method": "pm_card_visa",
-                        "confirm": True},
+                params={
+                    "amount": 1,
+                    "currency": "eur",
+                    "payment_method": "pm_card_visa",
+                    "confirm": True,
+                },
                 options={"idempotency_key": "att_sdk"},
-            )  # fmt: skip
+            )
 
     assert intent.status == "requires_capture"
     assert (captured.status, captured.amount_received) == ("succeeded", 1000)
@@ -113,10 +128,22 @@ def test_the_command_serves_it(tmp_path: Path) -> None:
 
     port = free_port()
     process = subprocess.Popen(  # noqa: S603 - our own manage.py with fixed arguments
-        [sys.executable, "manage.py", "run_provider_simulator", "--port", str(port),
-         "--store", str(tmp_path / "command.sqlite3"), "--webhook-url", ""],
-        cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "manage.py",
+            "run_provider_simulator",
+            "--port",
+            str(port),
+            "--store",
+            str(tmp_path / "command.sqlite3"),
+            "--webhook-url",
+            "",
+        ],
+        cwd=settings.BASE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=os.environ,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline().decode()
@@ -160,10 +187,15 @@ def test_timeout_holds_the_answer_then_closes(config: SimulatorConfig) -> None:
         with pytest.raises(httpx.RemoteProtocolError):  # closed, unanswered, after 0.5 s
             client.post(
                 "/v1/payment_intents",
-                data={"amount": "10", "currency": "eur", "payment_method": "pm_card_timeout",
-                      "confirm": "true"},
-                headers={"Idempotency-Key": "att_t2"}, timeout=5,
-            )  # fmt: skip
+                data={
+                    "amount": "10",
+                    "currency": "eur",
+                    "payment_method": "pm_card_timeout",
+                    "confirm": "true",
+                },
+                headers={"Idempotency-Key": "att_t2"},
+                timeout=5,
+            )
         waited = time.monotonic() - started
         replay = stripe_pay(client, "pm_card_timeout", idempotency_key="att_t1")
         charges = client.get("/_simulator/charges").json()["stripe"]
@@ -175,9 +207,12 @@ def test_timeout_holds_the_answer_then_closes(config: SimulatorConfig) -> None:
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({"Content-Length": "abc"}, 413), ({"Content-Length": str(2**30)}, 413),
-     ({"Transfer-Encoding": "chunked"}, 411)],
-)  # fmt: skip
+    [
+        ({"Content-Length": "abc"}, 413),
+        ({"Content-Length": str(2**30)}, 413),
+        ({"Transfer-Encoding": "chunked"}, 411),
+    ],
+)
 def test_a_body_it_cannot_frame_is_refused(
     config: SimulatorConfig, headers: dict[str, str], status: int
 ) -> None:
@@ -203,14 +238,16 @@ def test_a_bug_is_a_500_and_the_server_goes_on(
     with running(config) as url, http_client(url) as client:
         monkeypatch.setattr(Engine, "create_payout", broken)
         failed = client.post(
-            "/v1/payouts", data={"amount": "5", "currency": "eur", "destination": "ba_ok"},
+            "/v1/payouts",
+            data={"amount": "5", "currency": "eur", "destination": "ba_ok"},
             headers={"Idempotency-Key": "k_bug"},
-        )  # fmt: skip
+        )
         monkeypatch.undo()
         retried = client.post(
-            "/v1/payouts", data={"amount": "5", "currency": "eur", "destination": "ba_ok"},
+            "/v1/payouts",
+            data={"amount": "5", "currency": "eur", "destination": "ba_ok"},
             headers={"Idempotency-Key": "k_bug"},
-        )  # fmt: skip
+        )
 
     assert failed.status_code == 500
     assert (retried.status_code, retried.json()["status"]) == (200, "pending")

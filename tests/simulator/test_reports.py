@@ -59,15 +59,43 @@ def test_the_stripe_report_lists_charges_refunds_and_payouts(
     report = rows(stripe_client.get("/v1/settlement_report", params={"date": today()}))
 
     assert report == [
-        {"provider_reference": captured["id"], "type": "charge", "amount": "1500", "fee": "74",
-         "currency": "EUR", "status": "succeeded", "date": today()},
-        {"provider_reference": partly["id"], "type": "charge", "amount": "500", "fee": "44",
-         "currency": "EUR", "status": "succeeded", "date": today()},
-        {"provider_reference": refund.json()["id"], "type": "refund", "amount": "300", "fee": "0",
-         "currency": "EUR", "status": "succeeded", "date": today()},
-        {"provider_reference": payout.json()["id"], "type": "payout", "amount": "700", "fee": "0",
-         "currency": "EUR", "status": "failed", "date": today()},
-    ]  # fmt: skip
+        {
+            "provider_reference": captured["id"],
+            "type": "charge",
+            "amount": "1500",
+            "fee": "74",
+            "currency": "EUR",
+            "status": "succeeded",
+            "date": today(),
+        },
+        {
+            "provider_reference": partly["id"],
+            "type": "charge",
+            "amount": "500",
+            "fee": "44",
+            "currency": "EUR",
+            "status": "succeeded",
+            "date": today(),
+        },
+        {
+            "provider_reference": refund.json()["id"],
+            "type": "refund",
+            "amount": "300",
+            "fee": "0",
+            "currency": "EUR",
+            "status": "succeeded",
+            "date": today(),
+        },
+        {
+            "provider_reference": payout.json()["id"],
+            "type": "payout",
+            "amount": "700",
+            "fee": "0",
+            "currency": "EUR",
+            "status": "failed",
+            "date": today(),
+        },
+    ]
 
 
 def test_the_adyen_report_and_another_day(adyen_client: httpx.Client) -> None:

@@ -173,18 +173,54 @@ def test_a_validation_error_is_not_stored_for_the_key(stripe_client: httpx.Clien
 @pytest.mark.parametrize(
     ("data", "headers", "status", "code"),
     [
-        ({"amount": "10", "currency": "eur", "payment_method": "pm_card_visa", "confirm": "true",
-          "colour": "red"}, {"Idempotency-Key": "k"}, 400, "parameter_unknown"),
-        ({"amount": "10", "currency": "eur", "payment_method": "pm_card_visa"},
-         {"Idempotency-Key": "k"}, 400, "parameter_invalid"),
-        ({"amount": "10", "currency": "eur", "payment_method": "pm_card_visa", "confirm": "true"},
-         {}, 400, "parameter_missing"),
-        ({"amount": "0", "currency": "eur", "payment_method": "pm_card_visa", "confirm": "true"},
-         {"Idempotency-Key": "k"}, 400, "parameter_invalid_integer"),
-        ({"amount": "10", "currency": "euro", "payment_method": "pm_card_visa", "confirm": "true"},
-         {"Idempotency-Key": "k"}, 400, "parameter_invalid"),
+        (
+            {
+                "amount": "10",
+                "currency": "eur",
+                "payment_method": "pm_card_visa",
+                "confirm": "true",
+                "colour": "red",
+            },
+            {"Idempotency-Key": "k"},
+            400,
+            "parameter_unknown",
+        ),
+        (
+            {"amount": "10", "currency": "eur", "payment_method": "pm_card_visa"},
+            {"Idempotency-Key": "k"},
+            400,
+            "parameter_invalid",
+        ),
+        (
+            {
+                "amount": "10",
+                "currency": "eur",
+                "payment_method": "pm_card_visa",
+                "confirm": "true",
+            },
+            {},
+            400,
+            "parameter_missing",
+        ),
+        (
+            {"amount": "0", "currency": "eur", "payment_method": "pm_card_visa", "confirm": "true"},
+            {"Idempotency-Key": "k"},
+            400,
+            "parameter_invalid_integer",
+        ),
+        (
+            {
+                "amount": "10",
+                "currency": "euro",
+                "payment_method": "pm_card_visa",
+                "confirm": "true",
+            },
+            {"Idempotency-Key": "k"},
+            400,
+            "parameter_invalid",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_requests_get_stripe_errors(
     stripe_client: httpx.Client,
     data: dict[str, str],
@@ -309,9 +345,13 @@ def test_payouts_settle_by_destination(
 ) -> None:
     attempt = key()
     response = stripe_post(
-        stripe_client, "/v1/payouts", amount=500, currency="eur", destination=destination,
+        stripe_client,
+        "/v1/payouts",
+        amount=500,
+        currency="eur",
+        destination=destination,
         **{"metadata[moneta_attempt]": attempt},
-    )  # fmt: skip
+    )
     payout = response.json()
     assert (response.status_code, payout["status"], payout["amount"]) == (200, "pending", 500)
 
