@@ -125,6 +125,7 @@ def provider_settings(settings: Any, tmp_path: Any) -> Iterator[Any]:
     settings.PROVIDER_SIMULATOR_URL = ""
     settings.PROVIDER_SIMULATOR_STORE = str(tmp_path / "simulator.sqlite3")
     settings.PROVIDER_CIRCUIT_STORAGE = "memory"
+    settings.PROVIDER_MAX_NETWORK_RETRIES = 2
     settings.PROVIDER_RETRY_BASE_DELAY_SECONDS = 0.01
     settings.PROVIDER_RETRY_MAX_DELAY_SECONDS = 0.05
     for provider in PROVIDERS:
@@ -171,7 +172,7 @@ class OutsideWorld:
     returns (status, headers, body)."""
 
     url: str
-    answer: Callable[[str, str, str, bytes], tuple[int, list[tuple[str, str]], bytes]] = (
+    answer: Callable[[str, str, str, bytes], tuple[int, list[tuple[str, str]], Any]] = (
         lambda method, path, query, body: (404, [], b"{}")
     )
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -189,7 +190,7 @@ def _outside_world() -> Iterator[OutsideWorld]:
             environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("QUERY_STRING", ""), body
         )
         start_response(f"{status} Whatever", headers)
-        return [answer]
+        return [answer] if isinstance(answer, bytes) else answer  # chunks: no length
 
     server, world.url = _serve(app)
     yield world
