@@ -6,13 +6,14 @@ from rest_framework.routers import SimpleRouter
 from accounts.api.views import AccountViewSet, CustomerViewSet
 from audit.api.views import EventViewSet
 from core.api.views import ApiIndexView, CachedSchemaView, DocsView
-from payments.api.views import FxQuoteViewSet, TransferViewSet
+from payments.api.views import FxQuoteViewSet, PaymentViewSet, TransferViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("customers", CustomerViewSet, basename="customer")
 router.register("accounts", AccountViewSet, basename="account")
 router.register("transfers", TransferViewSet, basename="transfer")
 router.register("fx_quotes", FxQuoteViewSet, basename="fx_quote")
+router.register("payments", PaymentViewSet, basename="payment")
 router.register("events", EventViewSet, basename="event")
 
 urlpatterns = [
