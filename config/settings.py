@@ -353,6 +353,10 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        # The provider clients' libraries log every request at INFO (three lines per call):
+        # their warnings only; the attempts record the calls.
+        "stripe": {"handlers": [], "level": "WARNING", "propagate": True},
+        "httpx": {"handlers": [], "level": "WARNING", "propagate": True},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
