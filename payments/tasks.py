@@ -5,6 +5,7 @@ again and makes the same call with the same idempotency key."""
 import random
 
 from celery import Task, shared_task
+from celery.exceptions import Retry
 from django.conf import settings
 
 from audit.services import dead_letter_record
@@ -41,7 +42,7 @@ def _dead_letter(task: Task, attempt_id: int, last_error: str) -> None:
 @shared_task(
     bind=True, name=ATTEMPT_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None
 )
-def run_attempt(self: Task, attempt_id: int) -> str:
+def run_attempt(self: Task, attempt_id: int) -> str | Retry:
     """Make a payment attempt's provider call and apply the answer; on an error or an
     unknown outcome, again later with the same attempt and key, up to
     PAYMENT_TASK_MAX_RETRIES times, then a dead letter (the payment stays processing)."""
@@ -61,7 +62,13 @@ def run_attempt(self: Task, attempt_id: int) -> str:
             f"(after {self.request.retries + 1} tries)",
         )
         return "dead_letter"
-    raise self.retry(countdown=retry_delay(self.request.retries, applied.retry_after))
+    # Eagerly (the demo) there is no broker to wait in: Celery's apply() runs the retry it
+    # is handed back at once. A worker raises it, and the broker redelivers it later.
+    eager = bool(self.request.is_eager)
+    retry = self.retry(
+        countdown=retry_delay(self.request.retries, applied.retry_after), throw=not eager
+    )
+    return retry
 
 
 @shared_task(name="payments.tasks.recover_attempts", acks_late=True, reject_on_worker_lost=True)
