@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -74,18 +74,31 @@ def _storage(provider: str) -> pybreaker.CircuitBreakerStorage:
     return _RedisStorage(pybreaker.STATE_CLOSED, client, namespace=f"{REDIS_NAMESPACE}:{provider}")
 
 
-@functools.cache
+_breakers: dict[str, pybreaker.CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
 def circuit_breaker(provider: str) -> pybreaker.CircuitBreaker:
     """The breaker of `provider`, one per process (its state may be shared: see above)."""
-    return pybreaker.CircuitBreaker(
-        fail_max=settings.PROVIDER_CIRCUIT_FAILURES,
-        reset_timeout=settings.PROVIDER_CIRCUIT_RESET_SECONDS,
-        state_storage=_storage(provider),
-        name=provider,
-        listeners=[_StateLog()],
-        # Opening raises the call's own _CallFailed: the caller ignores both the same way.
-        throw_new_error_on_trip=False,
-    )
+    with _breakers_lock:
+        breaker = _breakers.get(provider)
+        if breaker is None:
+            breaker = _breakers[provider] = pybreaker.CircuitBreaker(
+                fail_max=settings.PROVIDER_CIRCUIT_FAILURES,
+                reset_timeout=settings.PROVIDER_CIRCUIT_RESET_SECONDS,
+                state_storage=_storage(provider),
+                name=provider,
+                listeners=[_StateLog()],
+                # Opening raises the call's own _CallFailed: ignored like any failure.
+                throw_new_error_on_trip=False,
+            )
+        return breaker
+
+
+def circuit_breakers_forget() -> None:
+    """Forget the breakers made from the settings (their shared state stays in Redis)."""
+    with _breakers_lock:
+        _breakers.clear()
 
 
 def call_failed(result: ProviderResult) -> bool:
@@ -117,13 +130,15 @@ def circuit_guard(provider: str, call: Callable[[], ProviderResult]) -> Provider
     """`call`'s result, its outcome counted by `provider`'s breaker; when the circuit is
     open, ERROR `circuit_open` without calling."""
     breaker = circuit_breaker(provider)
-    if not circuit_allows_call(provider):
+    open_until = _open_until(breaker)
+    now = timezone.now()
+    if open_until is not None and now < open_until:
         return ProviderResult(
             status=ResultStatus.ERROR,
             decline_class=DeclineClass.TEMPORARY,
             failure_code="circuit_open",
             failure_message=f"{provider} is unavailable: its circuit breaker is open.",
-            retry_after=breaker.reset_timeout,
+            retry_after=(open_until - now).total_seconds(),
         )
     result = call()
 

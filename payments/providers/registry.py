@@ -15,7 +15,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from payments.providers.base import ProviderAdapter
-from payments.providers.circuit import circuit_allows_call, circuit_breaker
+from payments.providers.circuit import circuit_allows_call, circuit_breakers_forget
 
 PROVIDERS = ("stripe", "adyen")
 
@@ -51,7 +51,7 @@ def adapters_reset() -> None:
         for adapter in _adapters.values():
             adapter.close()
         _adapters.clear()
-        circuit_breaker.cache_clear()
+        circuit_breakers_forget()
 
 
 @receiver(setting_changed)

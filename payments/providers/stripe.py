@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,6 +48,8 @@ from payments.providers.transport import (
     retry_after_seconds,
     status_retryable,
 )
+
+logger = logging.getLogger(__name__)
 
 NAME = "stripe"
 
@@ -479,7 +482,8 @@ class StripeAdapter:
             event = json.loads(payload)
         except ValueError as error:
             raise WebhookInvalid("malformed JSON") from error
-        return [_event(event)]
+        parsed = _event(event)
+        return [] if parsed is None else [parsed]
 
     def settlement_report(self, *, date: datetime.date) -> list[SettlementLine]:
         try:
@@ -542,8 +546,10 @@ _RETRIEVABLE: dict[OperationKind, tuple[str, str, Callable[[dict[str, Any]], Pro
 }
 
 
-def _event(event: Any) -> ProviderEvent:
-    """A verified Stripe Event in our vocabulary; WebhookInvalid when it is not one."""
+def _event(event: Any) -> ProviderEvent | None:
+    """A verified Stripe Event in our vocabulary; WebhookInvalid when it is not one; None
+    for an event about an object we do not act on (accepted, so that it is not sent
+    again)."""
     if not isinstance(event, dict) or event.get("object") != "event":
         raise WebhookInvalid("not an event")
     data = event.get("data")
@@ -554,8 +560,11 @@ def _event(event: Any) -> ProviderEvent:
     if not isinstance(created, int) or isinstance(created, bool):
         raise WebhookInvalid("event without a creation time")
     kind = _EVENT_KINDS.get(str(obj.get("object")))
-    if kind is None or not isinstance(obj.get("id"), str) or not isinstance(obj.get("status"), str):
-        raise WebhookInvalid(f"event about an unexpected object: {obj.get('object')!r}")
+    if kind is None:
+        logger.info("stripe event ignored", extra={"event_type": event_type})
+        return None
+    if not (isinstance(obj.get("id"), str) and isinstance(obj.get("status"), str)):
+        raise WebhookInvalid("event about an object without id or status")
     if kind == OperationKind.AUTHORIZE:
         result = _intent_result(obj, canceled=ResultStatus.CANCELED)
     else:

@@ -59,7 +59,8 @@ def provider_http_client(*, provider: str, path: str = "") -> httpx.Client:
         # The provider's address is configured; the environment's proxies and .netrc
         # must not redirect our requests or add credentials to them.
         trust_env=False,
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        # Enough for a threaded worker's calls at once; beyond, a call waits for one.
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
     )
 
 

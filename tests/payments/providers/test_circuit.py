@@ -45,6 +45,7 @@ def test_failures_open_the_circuit_and_new_payments_fail_over(
         DeclineClass.TEMPORARY,
         "circuit_open",
     )
+    assert refused.retry_after is not None and 0 < refused.retry_after <= 0.8
     assert simulator.faults_now()["unavailable"] == 8  # no call was made
     assert provider_route(preferred=provider) == (other, f"failover: {provider} circuit open")
     assert provider_route(preferred=other) == (other, "default")

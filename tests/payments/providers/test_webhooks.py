@@ -138,6 +138,13 @@ def test_stripe_signed_event_is_accepted() -> None:
     assert (event.reference, event.result.status) == ("pi_123", ResultStatus.SUCCEEDED)
 
 
+def test_stripe_events_about_other_objects_are_accepted_and_left_out() -> None:
+    event = json.loads(stripe_event())
+    event["type"], event["data"]["object"] = "charge.succeeded", {"id": "ch_1", "object": "charge"}
+    body = json.dumps(event).encode()
+    assert adapter_get("stripe").webhook_parse(body=body, headers=stripe_signed(body)) == []
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "reason"),
     [
