@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,6 +100,17 @@ def circuit_breakers_forget() -> None:
     """Forget the breakers made from the settings (their shared state stays in Redis)."""
     with _breakers_lock:
         _breakers.clear()
+
+
+def _forget_after_fork() -> None:
+    # A forked child (a prefork worker) makes its own breakers; the parent's lock may have
+    # been held by another thread at the fork.
+    global _breakers_lock
+    _breakers_lock = threading.Lock()
+    _breakers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def call_failed(result: ProviderResult) -> bool:

@@ -8,6 +8,7 @@ the default's circuit is open (SPEC §3, Providers).
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -52,6 +53,17 @@ def adapters_reset() -> None:
             adapter.close()
         _adapters.clear()
         circuit_breakers_forget()
+
+
+def _forget_after_fork() -> None:
+    # A forked child (a prefork worker) makes its own adapters: the parent's connections
+    # are the parent's, dropped here, not closed, so that the parent keeps them.
+    global _lock
+    _lock = threading.Lock()
+    _adapters.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 @receiver(setting_changed)

@@ -4,6 +4,7 @@ object by its reference or by the idempotency key of the call that made it."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from payments.providers.base import DeclineClass, OperationKind, ProviderResult, ResultStatus
+from payments.providers.registry import adapter_get
 from tests.payments.providers.conftest import Simulator
 
 
@@ -244,3 +246,22 @@ def test_payout_is_pending_then_settles(
     assert outcome == ResultStatus.SUCCEEDED or final.failure_code
     found = adapter.retrieve(kind=OperationKind.PAYOUT, idempotency_key=key)
     assert (found.status, found.reference) == (outcome, payout.reference)
+
+
+def test_a_forked_worker_makes_its_own_adapter(simulator_url: str, settings: Any) -> None:
+    settings.PROVIDER_SIMULATOR_URL = simulator_url
+    parent = adapter_get("stripe")
+    assert authorize(parent).status == ResultStatus.SUCCEEDED  # a kept-alive connection
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child, as a prefork worker: its own connections
+        try:
+            child = adapter_get("stripe")
+            worked = child is not parent and authorize(child).status == ResultStatus.SUCCEEDED
+            os.write(write, b"1" if worked else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert adapter_get("stripe") is parent
+    assert authorize(parent).status == ResultStatus.SUCCEEDED
