@@ -4,10 +4,10 @@ PROVIDER_CIRCUIT_RESET_SECONDS have passed; then the next call is a trial that c
 again or opens it for another period.
 
 A failed call is an ERROR or UNKNOWN result (the provider did not answer, or answered
-something we could not use); a decline, or "no such object", is an answer and counts as a
-success. The state lives in Redis (shared by every worker, and what an operator's
-`provider_circuit` command sees and sets) or, in the demo, in each process's memory
-(PROVIDER_CIRCUIT_STORAGE).
+something we could not use); a decline, "no such object" or "key used for another request"
+is an answer and counts as a success. The state lives in Redis (shared by every worker,
+and what an operator's `provider_circuit` command sees and sets) or, in the demo, in each
+process's memory (PROVIDER_CIRCUIT_STORAGE).
 
 pybreaker's `call` holds the breaker's lock while the guarded function runs; a provider
 call must not hold a lock that other threads wait on for seconds, so the call is made
@@ -113,11 +113,17 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+# Unknown outcomes that are well-formed answers of a working provider: "no such object",
+# and "this key was used for another request" (our mistake, not its outage).
+_ANSWERS = frozenset({"not_found", "idempotency_error"})
+
+
 def call_failed(result: ProviderResult) -> bool:
-    """Whether `result` counts against the provider: an error or an unknown outcome, but
-    not the provider's well-formed "no such object"."""
-    return result.status in (ResultStatus.ERROR, ResultStatus.UNKNOWN) and (
-        result.failure_code != "not_found"
+    """Whether `result` counts against the provider: an error or an unknown outcome that
+    is not one of its well-formed answers."""
+    return (
+        result.status in (ResultStatus.ERROR, ResultStatus.UNKNOWN)
+        and result.failure_code not in _ANSWERS
     )
 
 

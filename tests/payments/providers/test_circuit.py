@@ -69,13 +69,17 @@ def test_a_failed_trial_opens_the_circuit_again(provider: str, simulator: Simula
     assert authorize(adapter).failure_code == "circuit_open"
 
 
-def test_declines_and_unknown_objects_do_not_count(provider: str, simulator: Simulator) -> None:
+def test_declines_and_other_answers_do_not_count(provider: str, simulator: Simulator) -> None:
     adapter = adapter_get(provider)
     for _ in range(3):
         assert authorize(adapter, "pm_card_declined").status == ResultStatus.DECLINED
     for _ in range(3):
         found = adapter.retrieve(kind=OperationKind.AUTHORIZE, idempotency_key=new_key())
         assert found.failure_code == "not_found"
+    key = new_key()
+    authorize(adapter, key=key)
+    for _ in range(3):
+        assert authorize(adapter, key=key, capture=False).failure_code == "idempotency_error"
     assert (circuit_status(provider).state, circuit_status(provider).failures) == ("closed", 0)
 
 
