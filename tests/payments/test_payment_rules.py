@@ -8,7 +8,7 @@ import pytest
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import Account, SystemPurpose
+from accounts.models import Account, PaymentProvider, SystemPurpose
 from accounts.system import system_account_get
 from audit.models import AuditLog
 from core.exceptions import InvalidState
@@ -23,6 +23,7 @@ from payments.models import (
     PaymentAttempt,
     PaymentStatus,
 )
+from payments.providers.registry import PROVIDERS
 from payments.transitions import TRANSITIONS, payment_transition
 from tests.factories import AccountFactory, MerchantFactory
 
@@ -196,3 +197,7 @@ def test_pricing_changes_are_audited_with_what_they_replace() -> None:
     assert row.old_values == {"currency": "USD", "percent_bps": 290, "fixed_fee": 30}
     assert row.new_values == {"currency": "USD", "percent_bps": 250, "fixed_fee": 30}
     assert row.changed_fields == ["percent_bps"]
+
+
+def test_a_merchant_can_name_exactly_the_providers_there_are() -> None:
+    assert set(PaymentProvider.values) == set(PROVIDERS)
