@@ -183,7 +183,14 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Redis hands a task that a worker took but never acknowledged (acks_late: a killed
+# worker's) to another worker after this many seconds. It must stay above the longest
+# countdown a task waits in a worker (a retry's backoff, up to
+# PAYMENT_TASK_BACKOFF_MAX_SECONDS) plus its run, or Redis gives a waiting task to a second
+# worker as well. A killed worker's payment attempt does not wait for it: the janitor
+# (PAYMENT_RECOVERY_AFTER_SECONDS) asks the provider and finishes it.
+BROKER_VISIBILITY_TIMEOUT_SECONDS = env.int("BROKER_VISIBILITY_TIMEOUT_SECONDS", default=3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT_SECONDS}
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "accounts.tasks.expire_holds", "schedule": timedelta(minutes=1)},
     "purge-idempotency-keys": {
