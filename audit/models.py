@@ -67,6 +67,7 @@ class Event(models.Model):
 class DeadLetterStatus(models.TextChoices):
     OPEN = "open", "Open"
     RETRIED = "retried", "Retried"
+    RESOLVED = "resolved", "Resolved"  # the work ended meanwhile (the janitor, a webhook)
 
 
 class DeadLetter(models.Model):

@@ -167,3 +167,14 @@ def dead_letter_retry(*, dead_letter: DeadLetter) -> DeadLetter:
         args, kwargs = list(locked.args), dict(locked.kwargs)
         transaction.on_commit(lambda: task.apply_async(args=tuple(args), kwargs=kwargs))
     return locked
+
+
+def dead_letters_resolve(*, object_type: str, object_id: str) -> int:
+    """Mark the open dead letters of an object whose work has ended meanwhile (finished by
+    another path, or by a retry) as resolved, so that operators see only what still needs
+    them; in the caller's transaction. Returns how many."""
+    return DeadLetter.objects.filter(
+        object_type=object_type,
+        object_id=object_id,
+        status__in=[DeadLetterStatus.OPEN, DeadLetterStatus.RETRIED],
+    ).update(status=DeadLetterStatus.RESOLVED)

@@ -21,7 +21,13 @@ from django.utils import timezone
 
 from accounts.models import Account, AccountKind, AccountStatus, Customer, Merchant, SystemPurpose
 from accounts.system import system_account_get
-from audit.services import audit_log_build, audit_log_record, change_record, event_build
+from audit.services import (
+    audit_log_build,
+    audit_log_record,
+    change_record,
+    dead_letters_resolve,
+    event_build,
+)
 from core.amounts import validate_amount
 from core.currencies import normalize_currency
 from core.db import database_now, insert_rows, insert_rows_together, retry_on_conflict
@@ -534,6 +540,9 @@ def attempt_result_apply(
         attempt.save()
         if fields:
             _record(payment, old, fields)
+        if attempt.is_final and (attempt.tries > 1 or attempt.recovery_rounds):
+            # Only an attempt tried more than once can have been dead-lettered.
+            dead_letters_resolve(object_type="payment_attempt", object_id=attempt.public_id)
     return applied
 
 

@@ -157,7 +157,7 @@ def test_retries_exhausted_make_a_dead_letter_and_the_payment_stays_processing(
     assert payment.status == PaymentStatus.SUCCEEDED
     assert _charges(simulator_admin, attempt.public_id) == 1
     dead_letter.refresh_from_db()
-    assert dead_letter.status == DeadLetterStatus.RETRIED
+    assert dead_letter.status == DeadLetterStatus.RESOLVED  # retried, and the work ended
     assert AuditLog.objects.filter(
         action="dead_letter.retried", object_id=attempt.public_id
     ).exists()
