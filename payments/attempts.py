@@ -9,7 +9,6 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import dead_letter_record
@@ -107,7 +106,8 @@ def attempts_recover_due() -> int:
     letter, and is left to the operator. Returns how many attempts ended."""
     quiet_since = timezone.now() - timedelta(seconds=settings.PAYMENT_RECOVERY_AFTER_SECONDS)
     due = PaymentAttempt.objects.filter(
-        Q(status=AttemptStatus.UNKNOWN) | Q(status=AttemptStatus.PENDING),
+        status__in=[AttemptStatus.PENDING, AttemptStatus.UNKNOWN],  # the index's condition
+        kind__in=[AttemptKind.AUTHORIZE, AttemptKind.CAPTURE, AttemptKind.CANCEL],
         updated_at__lte=quiet_since,
         recovery_rounds__lt=settings.PAYMENT_RECOVERY_MAX_ROUNDS,
     ).order_by("pk")
