@@ -7,24 +7,31 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.api_keys import api_key_create, api_key_revoke
 from accounts.models import Account, ApiKey, Customer, Hold, Merchant
-from accounts.services import merchant_fx_spread_set
+from accounts.services import merchant_default_provider_set, merchant_fx_spread_set
 from core.admin import ReadOnlyAdmin
 
 
 @admin.register(Merchant)
 class MerchantAdmin(SimpleHistoryAdmin, ReadOnlyAdmin):
-    """Read-only but for the FX spread, which finance staff set here (audited)."""
+    """Read-only but for the FX spread and the default payment provider, which staff set
+    here (each change audited)."""
 
-    list_display = ("name", "public_id", "fx_spread_bps", "created_at")
+    list_display = ("name", "public_id", "fx_spread_bps", "default_provider", "created_at")
+    list_filter = ("default_provider",)
     search_fields = ("name", "public_id")
-    fields = ("name", "public_id", "fx_spread_bps", "created_at")
+    fields = ("name", "public_id", "fx_spread_bps", "default_provider", "created_at")
     readonly_fields = ("name", "public_id", "created_at")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("accounts.change_merchant")
 
     def save_model(self, request: HttpRequest, obj: Merchant, form: Any, change: bool) -> None:
-        merchant_fx_spread_set(merchant=obj, spread_bps=form.cleaned_data["fx_spread_bps"])
+        if "fx_spread_bps" in form.changed_data:
+            merchant_fx_spread_set(merchant=obj, spread_bps=form.cleaned_data["fx_spread_bps"])
+        if "default_provider" in form.changed_data:
+            merchant_default_provider_set(
+                merchant=obj, provider=form.cleaned_data["default_provider"]
+            )
 
 
 @admin.register(Customer)

@@ -16,6 +16,14 @@ from core.ids import (
 )
 
 
+class PaymentProvider(models.TextChoices):
+    """The providers a payment can go through (payments.providers.registry has one adapter
+    for each)."""
+
+    STRIPE = "stripe", "Stripe"
+    ADYEN = "adyen", "Adyen"
+
+
 class Merchant(models.Model):
     """A tenant: the business that calls the API. Everything it sees belongs to it."""
 
@@ -28,6 +36,14 @@ class Merchant(models.Model):
         "FX spread (basis points)",
         default=0,
         help_text="Taken off the reference rate in every FX quote: 100 basis points = 1 %.",
+    )
+    # Where the merchant's payments go first; blank: settings.PAYMENT_DEFAULT_PROVIDER.
+    # When its circuit is open, routing fails over to another provider.
+    default_provider = models.CharField(
+        max_length=16,
+        choices=PaymentProvider.choices,
+        blank=True,
+        help_text="The provider new payments go to first; blank for the platform's default.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -13,6 +13,7 @@ from accounts.models import (
     AccountStatus,
     Customer,
     Merchant,
+    PaymentProvider,
 )
 from accounts.representations import account_data, customer_data
 from audit.services import audit_log_record, change_record, event_emit
@@ -56,6 +57,29 @@ def merchant_fx_spread_set(*, merchant: Merchant, spread_bps: int) -> Merchant:
             object_id=locked.public_id,
             old_values={"fx_spread_bps": old},
             new_values={"fx_spread_bps": spread_bps},
+        )
+    return locked
+
+
+def merchant_default_provider_set(*, merchant: Merchant, provider: str) -> Merchant:
+    """Set the provider the merchant's new payments go to first ("" for the platform's
+    default, settings.PAYMENT_DEFAULT_PROVIDER), audited with the one it replaces."""
+    if provider not in {"", *PaymentProvider.values}:
+        raise ValidationError(
+            f"default_provider must be one of {', '.join(PaymentProvider.values)}, or blank",
+            param="default_provider",
+        )
+    with transaction.atomic():
+        locked = Merchant.objects.select_for_update().get(pk=merchant.pk)
+        old = locked.default_provider
+        locked.default_provider = provider
+        locked.save(update_fields=["default_provider"])
+        audit_log_record(
+            action="merchant.default_provider_set",
+            object_type="merchant",
+            object_id=locked.public_id,
+            old_values={"default_provider": old},
+            new_values={"default_provider": provider},
         )
     return locked
 

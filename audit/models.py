@@ -62,3 +62,40 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.type}"
+
+
+class DeadLetterStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    RETRIED = "retried", "Retried"
+    RESOLVED = "resolved", "Resolved"  # the work ended meanwhile (the janitor, a webhook)
+
+
+class DeadLetter(models.Model):
+    """Work that exhausted its retries (a provider call, a webhook delivery, an inbound
+    webhook), kept with its last error instead of being dropped (SPEC §3 Dead letters).
+    An operator retries it from the admin once the cause is fixed: the task named here is
+    sent again with the same arguments, and the task itself is idempotent."""
+
+    kind = models.CharField(max_length=32, db_index=True)
+    task_name = models.CharField(max_length=200)
+    args = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+    kwargs = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    # What the work was about, e.g. ("payment_attempt", "att_…").
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64, db_index=True)
+    last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=16,
+        choices=DeadLetterStatus.choices,
+        default=DeadLetterStatus.OPEN,
+        db_index=True,
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    retried_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_id} ({self.status})"

@@ -1,11 +1,19 @@
 """Writing the audit trail and the event outbox, always inside the caller's transaction."""
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from celery import current_app
+from django.db import transaction
+from django.utils import timezone
+
 from audit.context import current_context
-from audit.models import AuditLog, Event
+from audit.models import AuditLog, DeadLetter, DeadLetterStatus, Event
 from core.db import insert_rows
+from core.exceptions import InvalidState
+
+logger = logging.getLogger(__name__)
 
 
 def audit_log_build(
@@ -100,3 +108,73 @@ def event_emit(
     )
     insert_rows([event])
     return event
+
+
+def dead_letter_record(
+    *,
+    kind: str,
+    task_name: str,
+    object_type: str,
+    object_id: str,
+    last_error: str,
+    attempts: int,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+) -> DeadLetter:
+    """Keep work that exhausted its retries (SPEC §3), with an audit row, in the caller's
+    transaction (or its own)."""
+    with transaction.atomic():
+        dead_letter = DeadLetter.objects.create(
+            kind=kind,
+            task_name=task_name,
+            args=list(args),
+            kwargs=dict(kwargs or {}),
+            object_type=object_type,
+            object_id=object_id,
+            last_error=last_error[:10_000],
+            attempts=attempts,
+        )
+        audit_log_record(
+            action="dead_letter.recorded",
+            object_type=object_type,
+            object_id=object_id,
+            new_values={"dead_letter": dead_letter.pk, "kind": kind, "last_error": last_error},
+        )
+    logger.error("dead letter %s: %s %s: %s", dead_letter.pk, kind, object_id, last_error)
+    return dead_letter
+
+
+def dead_letter_retry(*, dead_letter: DeadLetter) -> DeadLetter:
+    """Send an open dead letter's task again (after commit), audited as the operator's
+    action; a dead letter already retried is refused."""
+    with transaction.atomic():
+        locked = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
+        if locked.status != DeadLetterStatus.OPEN:
+            raise InvalidState(f"dead letter {locked.pk} is {locked.status}; it was retried")
+        task = current_app.tasks.get(locked.task_name)
+        if task is None:
+            raise InvalidState(f"no task named {locked.task_name!r}", code="task_missing")
+        locked.status = DeadLetterStatus.RETRIED
+        locked.retried_at = timezone.now()
+        locked.save(update_fields=["status", "retried_at"])
+        audit_log_record(
+            action="dead_letter.retried",
+            object_type=locked.object_type,
+            object_id=locked.object_id,
+            old_values={"status": DeadLetterStatus.OPEN},
+            new_values={"dead_letter": locked.pk, "status": locked.status},
+        )
+        args, kwargs = list(locked.args), dict(locked.kwargs)
+        transaction.on_commit(lambda: task.apply_async(args=tuple(args), kwargs=kwargs))
+    return locked
+
+
+def dead_letters_resolve(*, object_type: str, object_id: str) -> int:
+    """Mark the open dead letters of an object whose work has ended meanwhile (finished by
+    another path, or by a retry) as resolved, so that operators see only what still needs
+    them; in the caller's transaction. Returns how many."""
+    return DeadLetter.objects.filter(
+        object_type=object_type,
+        object_id=object_id,
+        status__in=[DeadLetterStatus.OPEN, DeadLetterStatus.RETRIED],
+    ).update(status=DeadLetterStatus.RESOLVED)

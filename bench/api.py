@@ -474,10 +474,11 @@ int getpid(void);
 int kill(int pid, int signal);
 ]]
 
-local endpoint, run_id, prefix = $endpoint, $run_id, $prefix
-local ids = {$ids}
+local run_id, prefix = $run_id, $prefix
 local seconds, seed, kept = $seconds, $seed, $kept
-local min_amount, max_amount, currency = $min_amount, $max_amount, $currency
+-- Seconds between the starts of two requests of this thread; 0: each connection sends
+-- its next request as soon as the last one is answered.
+local interval = $interval
 local expected = {$expected}
 wrk.headers["Authorization"] = "Bearer " .. $secret
 
@@ -505,24 +506,7 @@ function init(args)
   finished, deadline = started, started + seconds
 end
 
-function request()
-  if endpoint == "balances" then
-    return wrk.format("GET", prefix .. "/api/v1/accounts/" .. ids[math.random(#ids)] .. "/balance")
-  end
-  local source, destination = math.random(#ids), math.random(#ids - 1)
-  if destination >= source then destination = destination + 1 end  -- never the source
-  counter = counter + 1
-  -- wrk.format() takes wrk.headers or the ones given, never both.
-  local headers = {}
-  for name, value in pairs(wrk.headers) do headers[name] = value end
-  headers["Content-Type"] = "application/json"
-  headers["Idempotency-Key"] = run_id .. "-" .. id .. "-" .. counter
-  local body = string.format(
-    '{"source_account": "%s", "destination_account": "%s", "amount": %d, "currency": "%s"}',
-    ids[source], ids[destination], math.random(min_amount, max_amount), currency)
-  return wrk.format("POST", prefix .. "/api/v1/transfers", headers, body)
-end
-
+$request_code
 -- wrk stops at -d with requests under way: a transfer cut off there would be committed
 -- and never counted, and break the money check. So past the deadline no request starts,
 -- and once the last one is answered, wrk stops: this thread's loop, and (SIGINT) its main
@@ -538,8 +522,16 @@ end
 
 -- Called before each request, but for one resent on a new connection after an error,
 -- which takes the place of the lost one: in_flight stays exact.
+local paced = 0  -- requests scheduled so far, when paced
 function delay()
-  if now() < deadline then
+  if interval > 0 then
+    local slot = started + paced * interval
+    if slot < deadline then
+      paced = paced + 1
+      in_flight = in_flight + 1
+      return math.max(0, (slot - now()) * 1000)
+    end
+  elseif now() < deadline then
     in_flight = in_flight + 1
     return 0
   end
@@ -593,6 +585,33 @@ end
 )
 
 
+# The request() of bench_api's wrk scripts; $-placeholders are Lua literals. `counter` and
+# `id` (the thread's) are the frame's.
+_WRK_TRANSFERS_REQUEST = string.Template(
+    r"""local endpoint, ids = $endpoint, {$ids}
+local min_amount, max_amount, currency = $min_amount, $max_amount, $currency
+
+function request()
+  if endpoint == "balances" then
+    return wrk.format("GET", prefix .. "/api/v1/accounts/" .. ids[math.random(#ids)] .. "/balance")
+  end
+  local source, destination = math.random(#ids), math.random(#ids - 1)
+  if destination >= source then destination = destination + 1 end  -- never the source
+  counter = counter + 1
+  -- wrk.format() takes wrk.headers or the ones given, never both.
+  local headers = {}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
+  headers["Content-Type"] = "application/json"
+  headers["Idempotency-Key"] = run_id .. "-" .. id .. "-" .. counter
+  local body = string.format(
+    '{"source_account": "%s", "destination_account": "%s", "amount": %d, "currency": "%s"}',
+    ids[source], ids[destination], math.random(min_amount, max_amount), currency)
+  return wrk.format("POST", prefix .. "/api/v1/transfers", headers, body)
+end
+"""
+)
+
+
 def _lua_string(text: str) -> str:
     """A Lua string literal: printable ASCII as is, but for quotes and backslashes, every
     other byte as a decimal escape."""
@@ -603,22 +622,48 @@ def _lua_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def _wrk_script(plan: LoadPlan, endpoint: str, seconds: float) -> str:
-    """The Lua script of one wrk run: a new run id, so that its Idempotency-Keys are new."""
+def wrk_script(
+    *,
+    request_code: str,
+    expected: set[str],
+    secret: str,
+    base_url: str,
+    seconds: float,
+    interval: float = 0.0,
+) -> str:
+    """The Lua script of one wrk run: `request_code` (Lua: a request() function) in the
+    frame that times the run, stops it after `seconds` once every request is answered, and
+    counts the outcomes against `expected`; a new run id, so that its Idempotency-Keys
+    (`run_id .. "-" .. id .. "-" .. counter`) are new. `interval`: seconds between two
+    request starts (0: closed loop)."""
     return _WRK_SCRIPT.substitute(
-        endpoint=_lua_string(endpoint),
+        request_code=request_code,
         run_id=_lua_string(uuid.uuid4().hex),
-        prefix=_lua_string(httpx.URL(plan.base_url).path.rstrip("/")),
-        ids=", ".join(_lua_string(public_id) for public_id in plan.account_ids),
+        prefix=_lua_string(httpx.URL(base_url).path.rstrip("/")),
         seconds=repr(float(seconds)),
+        interval=repr(float(interval)),
         seed=secrets.randbits(31),
         kept=_SAMPLES_KEPT,
+        expected=", ".join(f"[{_lua_string(s)}] = true" for s in sorted(expected)),
+        secret=_lua_string(secret),
+        line=_lua_string(_WRK_LINE),
+    )
+
+
+def _wrk_script(plan: LoadPlan, endpoint: str, seconds: float) -> str:
+    request_code = _WRK_TRANSFERS_REQUEST.substitute(
+        endpoint=_lua_string(endpoint),
+        ids=", ".join(_lua_string(public_id) for public_id in plan.account_ids),
         min_amount=MIN_AMOUNT,
         max_amount=MAX_AMOUNT,
         currency=_lua_string(CURRENCY),
-        expected=", ".join(f"[{_lua_string(s)}] = true" for s in EXPECTED_STATUSES[endpoint]),
-        secret=_lua_string(plan.secret),
-        line=_lua_string(_WRK_LINE),
+    )
+    return wrk_script(
+        request_code=request_code,
+        expected=EXPECTED_STATUSES[endpoint],
+        secret=plan.secret,
+        base_url=plan.base_url,
+        seconds=seconds,
     )
 
 
@@ -659,6 +704,21 @@ def parse_wrk_output(output: str) -> tuple[EndpointStats, float]:
     return stats, seconds
 
 
+def wrk_command(wrk: str, connections: int, seconds: float, script: Path, url: str) -> list[str]:
+    """One wrk thread with `connections`, running `script` against `url`."""
+    return [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{math.ceil(seconds + _WRK_DRAIN)}s",  # the script stops it sooner
+        "--timeout",
+        f"{_REQUEST_TIMEOUT:g}s",
+        "-s",
+        str(script),
+        url,
+    ]
+
+
 def _wrk_phase(wrk: str, plan: LoadPlan, seconds: float, directory: Path) -> LoadResult:
     """A wrk process per endpoint, all at once, each waited for: its CPU time is then
     in os.times() of this process (`cpu_sample`)."""
@@ -668,17 +728,7 @@ def _wrk_phase(wrk: str, plan: LoadPlan, seconds: float, directory: Path) -> Loa
             script = directory / f"{endpoint}-{uuid.uuid4().hex}.lua"
             script.write_text(_wrk_script(plan, endpoint, seconds))
             processes[endpoint] = subprocess.Popen(  # noqa: S603 - wrk, and our arguments
-                [
-                    wrk,
-                    "-t1",
-                    f"-c{connections}",
-                    f"-d{math.ceil(seconds + _WRK_DRAIN)}s",  # the script stops it sooner
-                    "--timeout",
-                    f"{_REQUEST_TIMEOUT:g}s",
-                    "-s",
-                    str(script),
-                    plan.base_url,
-                ],
+                wrk_command(wrk, connections, seconds, script, plan.base_url),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

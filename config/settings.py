@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "ledger",
     "payments",
     "bench",
+    "simulator",
 ]
 
 MIDDLEWARE = [
@@ -192,12 +193,27 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Redis hands a task that a worker took but never acknowledged (acks_late: a killed
+# worker's) to another worker after this many seconds. It must stay above the longest
+# countdown a task waits in a worker (a retry's backoff, up to
+# PAYMENT_TASK_BACKOFF_MAX_SECONDS) plus its run, or Redis gives a waiting task to a second
+# worker as well. A killed worker's payment attempt does not wait for it: the janitor
+# (PAYMENT_RECOVERY_AFTER_SECONDS) asks the provider and finishes it.
+BROKER_VISIBILITY_TIMEOUT_SECONDS = env.int("BROKER_VISIBILITY_TIMEOUT_SECONDS", default=3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT_SECONDS}
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": timedelta(minutes=1)},
     "purge-idempotency-keys": {
         "task": "core.tasks.purge_idempotency_keys",
         "schedule": timedelta(hours=1),
+    },
+    "cancel-expired-authorizations": {
+        "task": "payments.tasks.cancel_expired_authorizations",
+        "schedule": timedelta(minutes=5),
+    },
+    "recover-payment-attempts": {
+        "task": "payments.tasks.recover_attempts",
+        "schedule": timedelta(seconds=30),
     },
 }
 
@@ -247,7 +263,72 @@ API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="100/second")
 # address (IPv6: per /64), in the same syntax; beyond it 429 with Retry-After.
 API_ANONYMOUS_RATE_LIMIT = env.str("API_ANONYMOUS_RATE_LIMIT", default="60/minute")
 
+# Providers (docs/providers.md, "The adapters"). Set: the adapters talk HTTP to the
+# simulator at this base URL (Stripe's format at it, Adyen's under /adyen); unset (the
+# demo): to the simulator's WSGI application in this process.
 PROVIDER_SIMULATOR_URL = env.str("PROVIDER_SIMULATOR_URL", default="")
+# The in-process simulator's state (SQLite), shared by the demo's processes, and how long
+# it takes to settle pm_card_async, refunds and payouts.
+PROVIDER_SIMULATOR_STORE = env.str(
+    "PROVIDER_SIMULATOR_STORE", default=str(BASE_DIR / ".cache" / "provider_simulator.sqlite3")
+)
+PROVIDER_SIMULATOR_ASYNC_SECONDS = env.float("PROVIDER_SIMULATOR_ASYNC_SECONDS", default=2.0)
+
+# Payments (SPEC §3). Where a merchant's payments go when it names no provider of its own.
+PAYMENT_DEFAULT_PROVIDER = env.str("PAYMENT_DEFAULT_PROVIDER", default="stripe")
+# A manual-capture payment not captured this long after its authorization is canceled.
+PAYMENT_AUTHORIZATION_DAYS = env.int("PAYMENT_AUTHORIZATION_DAYS", default=7)
+# A provider call whose outcome is temporary (an error, a timeout) is retried by its task
+# this many times, after min(cap, base * 2^n) seconds with full jitter (or the provider's
+# Retry-After when longer), then recorded as a dead letter.
+PAYMENT_TASK_MAX_RETRIES = env.int("PAYMENT_TASK_MAX_RETRIES", default=8)
+PAYMENT_TASK_BACKOFF_SECONDS = env.float("PAYMENT_TASK_BACKOFF_SECONDS", default=1.0)
+PAYMENT_TASK_BACKOFF_MAX_SECONDS = env.float("PAYMENT_TASK_BACKOFF_MAX_SECONDS", default=300.0)
+# The janitor (payments.tasks.recover_attempts) asks the provider about attempts whose
+# outcome is unknown, or pending with no news for this long; after this many rounds an
+# attempt it still cannot finish becomes a dead letter.
+PAYMENT_RECOVERY_AFTER_SECONDS = env.int("PAYMENT_RECOVERY_AFTER_SECONDS", default=60)
+PAYMENT_RECOVERY_MAX_ROUNDS = env.int("PAYMENT_RECOVERY_MAX_ROUNDS", default=20)
+# Credentials; the defaults are the simulator's.
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="sk_test_moneta")
+STRIPE_WEBHOOK_SECRET = env.str(
+    "STRIPE_WEBHOOK_SECRET", default="whsec_bW9uZXRhLXNpbXVsYXRvci13ZWJob29rLXNlY3JldCE="
+)
+ADYEN_API_KEY = env.str("ADYEN_API_KEY", default="adyen_test_moneta")
+ADYEN_HMAC_KEY = env.str(
+    "ADYEN_HMAC_KEY", default="4d6f6e6574612d73696d756c61746f722d416479656e2d484d41432d6b657921"
+)
+ADYEN_MERCHANT_ACCOUNT = env.str("ADYEN_MERCHANT_ACCOUNT", default="MonetaTest")
+# Per provider: seconds to open a connection, and to wait for each read of an answer.
+STRIPE_CONNECT_TIMEOUT_SECONDS = env.float("STRIPE_CONNECT_TIMEOUT_SECONDS", default=3.0)
+STRIPE_READ_TIMEOUT_SECONDS = env.float("STRIPE_READ_TIMEOUT_SECONDS", default=10.0)
+ADYEN_CONNECT_TIMEOUT_SECONDS = env.float("ADYEN_CONNECT_TIMEOUT_SECONDS", default=3.0)
+ADYEN_READ_TIMEOUT_SECONDS = env.float("ADYEN_READ_TIMEOUT_SECONDS", default=10.0)
+# Retries inside one call (same idempotency key): after a connection failure, a 409, 429
+# or 5xx; never after a read timeout (the task asks again later). Exponential backoff with
+# jitter from the base delay, or the provider's Retry-After; a Retry-After longer than the
+# max delay is not waited for in the call: the result carries it to the task.
+PROVIDER_MAX_NETWORK_RETRIES = env.int("PROVIDER_MAX_NETWORK_RETRIES", default=2)
+PROVIDER_RETRY_BASE_DELAY_SECONDS = env.float("PROVIDER_RETRY_BASE_DELAY_SECONDS", default=0.25)
+PROVIDER_RETRY_MAX_DELAY_SECONDS = env.float("PROVIDER_RETRY_MAX_DELAY_SECONDS", default=2.0)
+# A provider's answer longer than this is refused unread (an unknown outcome).
+PROVIDER_MAX_RESPONSE_BYTES = env.int("PROVIDER_MAX_RESPONSE_BYTES", default=1024 * 1024)
+# Inbound webhooks: the largest body read, and how old a signed timestamp may be.
+PROVIDER_WEBHOOK_MAX_BODY_BYTES = env.int("PROVIDER_WEBHOOK_MAX_BODY_BYTES", default=256 * 1024)
+PROVIDER_WEBHOOK_TOLERANCE_SECONDS = env.int("PROVIDER_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Circuit breaker per provider: opens after this many failed calls in a row (errors and
+# unknown outcomes; declines are answers), lets a trial call through after the reset time.
+# Its state lives in Redis (REDIS_URL), shared by every process, whenever DATABASE_URL is
+# set; in the demo (no Redis) in each process's memory. PROVIDER_CIRCUIT_STORAGE: redis |
+# memory overrides.
+PROVIDER_CIRCUIT_FAILURES = env.int("PROVIDER_CIRCUIT_FAILURES", default=5)
+PROVIDER_CIRCUIT_RESET_SECONDS = env.float("PROVIDER_CIRCUIT_RESET_SECONDS", default=30.0)
+PROVIDER_CIRCUIT_STORAGE = env.str(
+    "PROVIDER_CIRCUIT_STORAGE",
+    default="redis" if env.str("DATABASE_URL", default="") else "memory",
+)
+if PROVIDER_CIRCUIT_STORAGE not in ("redis", "memory"):
+    raise ImproperlyConfigured("PROVIDER_CIRCUIT_STORAGE must be redis or memory")
 WEBHOOKS_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKS_ALLOW_PRIVATE_URLS", default=True)
 
 # Ledger reconciliation: a provider clearing account whose balance is further than this
@@ -289,6 +370,10 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        # The provider clients' libraries log every request at INFO (three lines per call):
+        # their warnings only; the attempts record the calls.
+        "stripe": {"handlers": [], "level": "WARNING", "propagate": True},
+        "httpx": {"handlers": [], "level": "WARNING", "propagate": True},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

@@ -50,3 +50,11 @@ def new_fx_quote_id() -> str:
 
 def new_api_key_id() -> str:
     return new_public_id("key")
+
+
+def new_payment_id() -> str:
+    return new_public_id("pay")
+
+
+def new_payment_attempt_id() -> str:
+    return new_public_id("att")

@@ -9,6 +9,7 @@ class LedgerTransactionKind(models.TextChoices):
     TRANSFER = "transfer", "Transfer"
     FX_TRANSFER = "fx_transfer", "Cross-currency transfer"
     HOLD_CAPTURE = "hold_capture", "Hold capture"
+    PAYMENT = "payment", "Payment capture"
     ADJUSTMENT = "adjustment", "Manual adjustment"
     REVERSAL = "reversal", "Reversal"
 

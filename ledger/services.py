@@ -203,6 +203,7 @@ OWNED_KINDS = frozenset(
         LedgerTransactionKind.TRANSFER,
         LedgerTransactionKind.FX_TRANSFER,
         LedgerTransactionKind.HOLD_CAPTURE,
+        LedgerTransactionKind.PAYMENT,
     }
 )
 

@@ -3,11 +3,16 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from simple_history.admin import SimpleHistoryAdmin
 
+from audit.models import AuditLog, Event
 from core.admin import ReadOnlyAdmin
 from core.exceptions import DomainError
+from payments.fees import pricing_set
 from payments.fx import fx_rate_set, fx_rate_validate
-from payments.models import FxQuote, FxRate, Transfer
+from payments.models import FxQuote, FxRate, Payment, PaymentAttempt, Pricing, Transfer
 
 
 @admin.register(Transfer)
@@ -93,3 +98,142 @@ class FxQuoteAdmin(ReadOnlyAdmin):
     search_fields = ("public_id", "merchant__name")
     list_select_related = ("merchant",)
     date_hierarchy = "created_at"
+
+
+class PaymentAttemptInline(admin.TabularInline):
+    model = PaymentAttempt
+    fields = (
+        "public_id",
+        "kind",
+        "provider",
+        "routing_reason",
+        "amount",
+        "status",
+        "decline_class",
+        "failure_code",
+        "provider_reference",
+        "latency_ms",
+        "tries",
+        "created_at",
+        "completed_at",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    """A payment in one place: its attempts, its ledger transaction, events and audit
+    trail. Its state changes only through the payment services."""
+
+    list_display = (
+        "public_id",
+        "merchant",
+        "amount",
+        "currency",
+        "status",
+        "capture_method",
+        "provider",
+        "decline_class",
+        "failure_code",
+        "created_at",
+    )
+    list_filter = ("status", "provider", "capture_method", "decline_class", "currency")
+    search_fields = (
+        "public_id",
+        "provider_reference",
+        "merchant__name",
+        "destination_account__public_id",
+        "customer__public_id",
+    )
+    list_select_related = ("merchant",)
+    date_hierarchy = "created_at"
+    inlines = (PaymentAttemptInline,)
+    readonly_fields = ("events", "audit_trail")
+
+    @admin.display(description="events")
+    def events(self, payment: Payment) -> SafeString:
+        rows = Event.objects.filter(object_type="payment", object_id=payment.public_id)
+        return format_html_join(
+            "",
+            "<div>{} {} {}</div>",
+            rows.order_by("id").values_list("created_at", "type", "public_id"),
+        )
+
+    @admin.display(description="audit trail")
+    def audit_trail(self, payment: Payment) -> SafeString:
+        rows = AuditLog.objects.filter(object_type="payment", object_id=payment.public_id)
+        return format_html_join(
+            "",
+            "<div>{} {} by {}:{}</div>",
+            rows.order_by("id").values_list("created_at", "action", "actor_type", "actor"),
+        ) or format_html("<div>{}</div>", "none")
+
+
+@admin.register(PaymentAttempt)
+class PaymentAttemptAdmin(ReadOnlyAdmin):
+    """Every provider call; never changed once final (PostgreSQL refuses it)."""
+
+    list_display = (
+        "public_id",
+        "payment",
+        "kind",
+        "provider",
+        "status",
+        "decline_class",
+        "failure_code",
+        "latency_ms",
+        "tries",
+        "created_at",
+    )
+    list_filter = ("status", "kind", "provider", "decline_class")
+    search_fields = ("public_id", "payment__public_id", "provider_reference")
+    list_select_related = ("payment",)
+    date_hierarchy = "created_at"
+
+
+class PricingForm(forms.ModelForm):
+    class Meta:
+        model = Pricing
+        fields = ("merchant", "currency", "percent_bps", "fixed_fee")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.instance.pk is not None:  # the merchant and currency of a pricing stay
+            data["merchant"], data["currency"] = self.instance.merchant, self.instance.currency
+        return data
+
+
+@admin.register(Pricing)
+class PricingAdmin(SimpleHistoryAdmin):
+    """Finance staff set each merchant's pricing per currency here (audited by
+    `pricing_set`); no row, no fee."""
+
+    form = PricingForm
+    list_display = ("merchant", "currency", "percent_bps", "fixed_fee", "updated_at")
+    list_filter = ("currency",)
+    search_fields = ("merchant__name", "merchant__public_id")
+    list_select_related = ("merchant",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("merchant", "currency") if obj is not None else ()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # set the fee to 0 instead: every change stays in the audit trail
+
+    def save_model(self, request: HttpRequest, obj: Pricing, form: Any, change: bool) -> None:
+        try:
+            saved = pricing_set(
+                merchant=obj.merchant,
+                currency=obj.currency,
+                percent_bps=obj.percent_bps,
+                fixed_fee=obj.fixed_fee,
+            )
+        except DomainError as error:
+            raise forms.ValidationError(error.message) from error
+        obj.pk, obj.updated_at = saved.pk, saved.updated_at

@@ -1,8 +1,11 @@
 from django.db import models
 from django.db.models import F, Q
 from djmoney.models.fields import CurrencyField
+from simple_history.models import HistoricalRecords
 
-from core.ids import new_fx_quote_id, new_transfer_id
+from core.history import history_user
+from core.ids import new_fx_quote_id, new_payment_attempt_id, new_payment_id, new_transfer_id
+from payments.providers.base import DeclineClass
 
 
 class FxRate(models.Model):
@@ -152,3 +155,278 @@ class Transfer(models.Model):
 
     def __str__(self) -> str:
         return self.public_id
+
+
+class PaymentStatus(models.TextChoices):
+    """SPEC §3: processing → requires_capture → succeeded, or → failed / canceled. The moves
+    between them are payments.transitions.TRANSITIONS."""
+
+    PROCESSING = "processing", "Processing"
+    REQUIRES_CAPTURE = "requires_capture", "Requires capture"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+class CaptureMethod(models.TextChoices):
+    AUTOMATIC = "automatic", "Automatic"
+    MANUAL = "manual", "Manual"
+
+
+DECLINE_CLASS_CHOICES = [(value.value, value.value.capitalize()) for value in DeclineClass]
+
+
+class Payment(models.Model):
+    """A pay-in: a customer's payment method charged through a provider, the money
+    credited (less the fee) to the merchant's `destination_account`. Its state changes only
+    through payments.transitions; the constraints below tie each status to the fields it
+    implies, so no code path can store a payment that contradicts itself."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_payment_id, editable=False)
+    merchant = models.ForeignKey(
+        "accounts.Merchant", on_delete=models.PROTECT, related_name="payments"
+    )
+    customer = models.ForeignKey(
+        "accounts.Customer",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="payments",
+    )
+    destination_account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="incoming_payments"
+    )
+    amount = models.BigIntegerField()
+    currency = CurrencyField(default=None)
+    payment_method = models.CharField(max_length=255)
+    capture_method = models.CharField(max_length=16, choices=CaptureMethod.choices)
+    status = models.CharField(max_length=32, choices=PaymentStatus.choices, db_index=True)
+    amount_capturable = models.BigIntegerField(default=0)
+    amount_captured = models.BigIntegerField(default=0)
+    amount_refunded = models.BigIntegerField(default=0)
+    fee = models.BigIntegerField(default=0)
+    net = models.BigIntegerField(default=0)
+    # Set when the payment is authorized for a manual capture (SPEC "Authorization
+    # deadline"): not captured by then, it is canceled by a scheduled task.
+    capture_before = models.DateTimeField(null=True, blank=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    decline_class = models.CharField(max_length=16, choices=DECLINE_CLASS_CHOICES, blank=True)
+    provider = models.CharField(max_length=16)
+    provider_reference = models.CharField(max_length=255, blank=True, db_index=True)
+    # The capture's posting: provider clearing −captured, destination +net, fees +fee.
+    ledger_transaction = models.OneToOneField(
+        "ledger.LedgerTransaction",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="payment",
+    )
+    description = models.CharField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["capture_before"],
+                condition=Q(status="requires_capture"),
+                name="payment_authorization_due",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0)
+                & Q(amount_refunded__lte=F("amount_captured"))
+                & Q(amount_captured__lte=F("amount")),
+                name="payment_refunded_within_captured_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_capturable__gte=0) & Q(amount_capturable__lte=F("amount")),
+                name="payment_capturable_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(fee__gte=0)
+                & Q(fee__lte=F("amount_captured"))
+                & Q(net=F("amount_captured") - F("fee")),
+                name="payment_fee_and_net_of_captured",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status=PaymentStatus.SUCCEEDED,
+                    ledger_transaction__isnull=False,
+                    amount_captured__gt=0,
+                    amount_capturable=0,
+                )
+                | Q(
+                    status=PaymentStatus.REQUIRES_CAPTURE,
+                    ledger_transaction__isnull=True,
+                    amount_captured=0,
+                    amount_capturable__gt=0,
+                    capture_before__isnull=False,
+                )
+                | (
+                    Q(
+                        status=PaymentStatus.FAILED,
+                        ledger_transaction__isnull=True,
+                        amount_captured=0,
+                        amount_capturable=0,
+                    )
+                    & ~Q(failure_code="")
+                )
+                | Q(
+                    status__in=[PaymentStatus.PROCESSING, PaymentStatus.CANCELED],
+                    ledger_transaction__isnull=True,
+                    amount_captured=0,
+                    amount_capturable=0,
+                ),
+                name="payment_status_consistent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class AttemptKind(models.TextChoices):
+    AUTHORIZE = "authorize", "Authorize"
+    CAPTURE = "capture", "Capture"
+    CANCEL = "cancel", "Cancel"
+
+
+class AttemptStatus(models.TextChoices):
+    """`pending`: recorded, the call not answered yet (or the provider answers later);
+    `unknown`: the call may or may not have been done (a timeout, a reset): asked again
+    with the same key, never taken as failed. The other three are final."""
+
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    DECLINED = "declined", "Declined"
+    FAILED = "failed", "Failed"
+    UNKNOWN = "unknown", "Unknown"
+
+
+FINAL_ATTEMPT_STATUSES = frozenset(
+    {AttemptStatus.SUCCEEDED, AttemptStatus.DECLINED, AttemptStatus.FAILED}
+)
+
+
+class PaymentAttempt(models.Model):
+    """One operation asked of a provider, recorded before the call. Its `public_id` is the
+    idempotency key sent with every try of it, so the provider acts on it at most once.
+    Once final (succeeded, declined, failed) PostgreSQL refuses to change or delete it
+    (payments/0004). Refunds and payouts (issue 11) add their own owners beside `payment`;
+    a payment operation always names its payment."""
+
+    public_id = models.CharField(
+        max_length=32, unique=True, default=new_payment_attempt_id, editable=False
+    )
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="attempts"
+    )
+    kind = models.CharField(max_length=16, choices=AttemptKind.choices)
+    provider = models.CharField(max_length=16)
+    # Why this provider: the merchant's default, or a failover and from what.
+    routing_reason = models.CharField(max_length=255, blank=True)
+    amount = models.BigIntegerField(null=True, blank=True)
+    currency = CurrencyField(default=None)
+    status = models.CharField(
+        max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.PENDING
+    )
+    decline_class = models.CharField(max_length=16, choices=DECLINE_CLASS_CHOICES, blank=True)
+    provider_reference = models.CharField(max_length=255, blank=True)
+    # The last error (a decline's code, or why the outcome is not known yet).
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    tries = models.PositiveIntegerField(default=0)
+    # How many times the janitor asked the provider about it (payments.recovery).
+    recovery_rounds = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(status__in=["pending", "unknown"]),
+                name="attempt_unresolved",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind__in=["authorize", "capture", "cancel"])
+                | Q(payment__isnull=False),
+                name="attempt_payment_operation_names_its_payment",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__isnull=True) | Q(amount__gt=0),
+                name="attempt_amount_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=["succeeded", "declined", "failed"], completed_at__isnull=False
+                )
+                | Q(status__in=["pending", "unknown"], completed_at__isnull=True),
+                name="attempt_completed_when_final",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="declined") | ~Q(decline_class=""),
+                name="attempt_decline_has_class",
+            ),
+            # One operation in flight per payment: a second capture or cancel waits for the
+            # first to end.
+            models.UniqueConstraint(
+                fields=["payment"],
+                condition=Q(status__in=["pending", "unknown"]),
+                name="attempt_one_unresolved_per_payment",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_ATTEMPT_STATUSES
+
+
+class Pricing(models.Model):
+    """What the platform charges one merchant on payments in one currency: `percent_bps`
+    of the captured amount plus `fixed_fee` minor units (payments.fees). No row, no fee.
+    Set in the admin by finance staff; each change is audited."""
+
+    merchant = models.ForeignKey(
+        "accounts.Merchant", on_delete=models.PROTECT, related_name="pricings"
+    )
+    currency = CurrencyField(default=None)
+    percent_bps = models.PositiveIntegerField(
+        "percent (basis points)",
+        default=0,
+        help_text="Of the captured amount: 100 basis points = 1 %.",
+    )
+    fixed_fee = models.PositiveBigIntegerField(
+        default=0, help_text="Minor units of the currency added to every payment's fee."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        verbose_name = "pricing"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "currency"], name="pricing_one_per_merchant_and_currency"
+            ),
+            models.CheckConstraint(
+                condition=Q(percent_bps__lte=10_000), name="pricing_percent_at_most_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.merchant} {self.currency}: {self.percent_bps} bps + {self.fixed_fee}"

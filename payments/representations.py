@@ -3,7 +3,7 @@
 from typing import Any
 
 from payments.fx import rate_text
-from payments.models import FxQuote, Transfer
+from payments.models import FxQuote, Payment, PaymentAttempt, Transfer
 
 
 def transfer_data(transfer: Transfer) -> dict[str, Any]:
@@ -40,4 +40,48 @@ def fx_quote_data(quote: FxQuote) -> dict[str, Any]:
         "rate": rate_text(quote.rate),
         "expires_at": quote.expires_at,
         "created": quote.created_at,
+    }
+
+
+def payment_data(payment: Payment) -> dict[str, Any]:
+    """The payment as events and audit rows record it (the API adds its attempts and
+    timeline)."""
+    return {
+        "id": payment.public_id,
+        "object": "payment",
+        "status": payment.status,
+        "amount": payment.amount,
+        "amount_capturable": payment.amount_capturable,
+        "amount_captured": payment.amount_captured,
+        "amount_refunded": payment.amount_refunded,
+        "fee": payment.fee,
+        "net": payment.net,
+        "currency": payment.currency,
+        "destination_account": payment.destination_account.public_id,
+        "customer": payment.customer.public_id if payment.customer else None,
+        "payment_method": payment.payment_method,
+        "capture_method": payment.capture_method,
+        "capture_before": payment.capture_before,
+        "failure_code": payment.failure_code or None,
+        "failure_message": payment.failure_message or None,
+        "decline_class": payment.decline_class or None,
+        "provider": payment.provider,
+        "provider_reference": payment.provider_reference or None,
+        "ledger_transaction": (
+            payment.ledger_transaction.public_id if payment.ledger_transaction else None
+        ),
+        "description": payment.description,
+        "metadata": payment.metadata,
+        "created": payment.created_at,
+    }
+
+
+def payment_attempt_data(attempt: PaymentAttempt) -> dict[str, Any]:
+    return {
+        "id": attempt.public_id,
+        "kind": attempt.kind,
+        "status": attempt.status,
+        "provider": attempt.provider,
+        "decline_class": attempt.decline_class or None,
+        "created": attempt.created_at,
     }

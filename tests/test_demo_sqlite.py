@@ -40,6 +40,10 @@ declined = client.post("/api/v1/transfers", {**body, "amount": 10**12},
 after = client.get(path).json()
 missing = client.get("/api/v1/accounts/acct_missing/balance")
 malformed = client.get("/api/v1/accounts/acct%00x/balance")  # a path no route takes
+# A card payment: eager Celery and the in-process simulator answer before the response.
+paid = client.post("/api/v1/payments", {"amount": 1000, "currency": "usd",
+                   "destination_account": destination.public_id,
+                   "payment_method": "pm_card_visa"}, content_type="application/json")
 call_command("reconcile_ledger")
 print(json.dumps({
     "before": before, "after": after,
@@ -47,6 +51,7 @@ print(json.dumps({
     "again": [again.status_code, again.content.decode(), again.get("Idempotent-Replayed")],
     "declined": declined.status_code, "missing": missing.status_code,
     "malformed": [malformed.status_code, malformed["Content-Type"]],
+    "paid": [paid.status_code, paid.json().get("status"), paid.json().get("net")],
 }))
 """
 
@@ -72,6 +77,7 @@ def test_the_demo_api_moves_money_on_sqlite(tmp_path: Path) -> None:
         "CELERY_TASK_ALWAYS_EAGER": "true",
         "DEBUG": "true",  # as bin/demo runs
         "LOG_FORMAT": "text",
+        "PROVIDER_SIMULATOR_STORE": str(tmp_path / "simulator.sqlite3"),
     }
     env.pop("REDIS_URL", None)
     _manage("migrate", "--no-input", "-v0", env=env)
@@ -84,3 +90,4 @@ def test_the_demo_api_moves_money_on_sqlite(tmp_path: Path) -> None:
     assert outcome["missing"] == 404
     assert outcome["malformed"] == [404, "application/json"]  # the demo runs with DEBUG on
     assert outcome["after"]["balance"] == outcome["before"]["balance"] - 5
+    assert outcome["paid"] == [202, "succeeded", 1000]

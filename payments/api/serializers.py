@@ -2,7 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from accounts.models import Account, AccountKind
+from accounts.models import Account, AccountKind, Customer
 from core.api.fields import (
     AmountField,
     CurrencyField,
@@ -12,8 +12,18 @@ from core.api.fields import (
     TextField,
 )
 from core.api.schema import ObjectTypeField
-from payments.models import FxQuote, TransferStatus
-from payments.representations import fx_quote_data, transfer_data
+from payments.models import (
+    AttemptKind,
+    AttemptStatus,
+    CaptureMethod,
+    FxQuote,
+    Payment,
+    PaymentStatus,
+    TransferStatus,
+)
+from payments.payments import PAYMENT_METHOD_MAX_LENGTH
+from payments.providers.base import DeclineClass
+from payments.representations import fx_quote_data, payment_data, transfer_data
 
 
 class TransferInput(StrictSerializer):
@@ -94,3 +104,105 @@ class FxQuoteOutput(serializers.Serializer):
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         return fx_quote_data(instance)
+
+
+class PaymentInput(StrictSerializer):
+    amount = AmountField()
+    currency = CurrencyField(help_text="ISO 4217 code, any case: the destination account's.")
+    destination_account = MerchantObjectField(
+        Account,
+        only={"kind": AccountKind.WALLET},
+        help_text="Id of one of your accounts (`acct_…`), in the payment's currency, to credit.",
+    )
+    payment_method = TextField(
+        max_length=PAYMENT_METHOD_MAX_LENGTH,
+        allow_blank=False,
+        help_text="The payment method to charge, e.g. `pm_card_visa` (`pm_` then letters, "
+        "digits and underscores).",
+    )
+    customer = MerchantObjectField(
+        Customer, required=False, help_text="Id of one of your customers (`cus_…`), who pays."
+    )
+    capture_method = serializers.ChoiceField(
+        choices=CaptureMethod.values,
+        required=False,
+        help_text="`automatic` (default): captured as soon as authorized; `manual`: "
+        "authorized, then captured with POST /payments/{id}/capture before `capture_before`.",
+    )
+    description = TextField(required=False, max_length=500)
+    metadata = MetadataField()
+
+
+class PaymentCaptureInput(StrictSerializer):
+    amount = AmountField(
+        required=False,
+        help_text="Minor units to capture, at most `amount_capturable` (the default); the "
+        "rest of the authorization is released.",
+    )
+
+
+class PaymentCancelInput(StrictSerializer):
+    """No fields: the whole authorization is released."""
+
+
+class PaymentAttemptOutput(serializers.Serializer):
+    id = serializers.CharField(
+        help_text="The attempt's id, sent to the provider as the idempotency key of its call."
+    )
+    kind = serializers.ChoiceField(choices=AttemptKind.values)
+    status = serializers.ChoiceField(choices=AttemptStatus.values)
+    provider = serializers.CharField()
+    decline_class = serializers.ChoiceField(
+        choices=[value.value for value in DeclineClass], allow_null=True
+    )
+    created = serializers.DateTimeField()
+
+
+class TimelineEntry(serializers.Serializer):
+    id = serializers.CharField(help_text="The event's id (`evt_…`).")
+    type = serializers.CharField(help_text="e.g. `payment.succeeded`.")
+    created = serializers.DateTimeField()
+
+
+class PaymentOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = ObjectTypeField("payment")
+    status = serializers.ChoiceField(choices=PaymentStatus.values)
+    amount = serializers.IntegerField()
+    amount_capturable = serializers.IntegerField(
+        help_text="What a capture may still take (manual capture)."
+    )
+    amount_captured = serializers.IntegerField()
+    amount_refunded = serializers.IntegerField()
+    fee = serializers.IntegerField(help_text="The platform's fee on the captured amount.")
+    net = serializers.IntegerField(help_text="What the destination account received.")
+    currency = serializers.CharField()
+    destination_account = serializers.CharField()
+    customer = serializers.CharField(allow_null=True)
+    payment_method = serializers.CharField()
+    capture_method = serializers.ChoiceField(choices=CaptureMethod.values)
+    capture_before = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Manual capture: the authorization is canceled if not captured by then.",
+    )
+    failure_code = serializers.CharField(allow_null=True)
+    failure_message = serializers.CharField(allow_null=True)
+    decline_class = serializers.ChoiceField(
+        choices=[value.value for value in DeclineClass], allow_null=True
+    )
+    provider = serializers.CharField()
+    provider_reference = serializers.CharField(allow_null=True)
+    ledger_transaction = serializers.CharField(allow_null=True)
+    description = serializers.CharField()
+    metadata = serializers.DictField(child=serializers.CharField())
+    attempts = PaymentAttemptOutput(many=True, help_text="Every provider call, oldest first.")
+    timeline = TimelineEntry(many=True, help_text="The payment's events, oldest first.")
+    created = serializers.DateTimeField()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        payment: Payment = instance
+        return {
+            **payment_data(payment),
+            "attempts": self.context["attempts"].get(payment.pk, []),
+            "timeline": self.context["timelines"].get(payment.public_id, []),
+        }

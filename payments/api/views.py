@@ -2,8 +2,9 @@ from typing import Any
 
 import django_filters
 from django.db.models import Q
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -12,9 +13,20 @@ from core.api.filters import CreatedFilterSet, CurrencyFilter
 from core.api.idempotency import idempotent
 from core.api.schema import declined_response
 from core.api.views import MerchantScopedViewSet
-from payments.api.serializers import FxQuoteInput, FxQuoteOutput, TransferInput, TransferOutput
+from payments.api.serializers import (
+    FxQuoteInput,
+    FxQuoteOutput,
+    PaymentCancelInput,
+    PaymentCaptureInput,
+    PaymentInput,
+    PaymentOutput,
+    TransferInput,
+    TransferOutput,
+)
 from payments.fx import fx_quote_create
-from payments.models import FxQuote, Transfer, TransferStatus
+from payments.models import CaptureMethod, FxQuote, Payment, PaymentStatus, Transfer, TransferStatus
+from payments.payments import payment_cancel, payment_capture, payment_create
+from payments.selectors import payment_attempts_and_timelines
 from payments.services import transfer_create
 
 
@@ -93,3 +105,129 @@ class FxQuoteViewSet(mixins.RetrieveModelMixin, MerchantScopedViewSet):
         data.is_valid(raise_exception=True)
         quote = fx_quote_create(merchant=self.merchant, **data.validated_data)
         return Response(FxQuoteOutput(quote).data, status=status.HTTP_201_CREATED)
+
+
+class PaymentFilter(CreatedFilterSet):
+    status = django_filters.ChoiceFilter(choices=PaymentStatus.choices)
+    customer = django_filters.CharFilter(
+        field_name="customer__public_id", help_text="Only payments of this customer (`cus_…`)."
+    )
+    account = django_filters.CharFilter(
+        field_name="destination_account__public_id",
+        help_text="Only payments into this account (`acct_…`).",
+    )
+    currency = CurrencyFilter(help_text="Only payments in this currency (any case).")
+
+    class Meta:
+        model = Payment
+        fields: list[str] = []
+
+
+_ACCEPTED = OpenApiResponse(
+    PaymentOutput,
+    description="Accepted: the provider is asked in the background; the payment's status "
+    "changes when it answers (`processing` until then; follow it with GET or the "
+    "`payment.*` events).",
+)
+
+
+class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantScopedViewSet):
+    queryset = Payment.objects.select_related(
+        "destination_account", "customer", "ledger_transaction"
+    )
+    serializer_class = PaymentOutput
+    filterset_class = PaymentFilter
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        context.setdefault("attempts", {})
+        context.setdefault("timelines", {})
+        return context
+
+    def _output(self, payments: list[Payment]) -> Any:
+        attempts, timelines = payment_attempts_and_timelines(payments)
+        context = {**self.get_serializer_context(), "attempts": attempts, "timelines": timelines}
+        return PaymentOutput(payments, many=True, context=context).data
+
+    def _accepted(self, payment: Payment) -> Response:
+        """202 with the payment as it is now (reloaded: in the demo's eager mode the
+        provider may have answered already)."""
+        payment = self.get_queryset().get(pk=payment.pk)
+        return Response(self._output([payment])[0], status=status.HTTP_202_ACCEPTED)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        assert page is not None  # noqa: S101 - lists are always paginated
+        return self.get_paginated_response(self._output(list(page)))
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(self._output([self.get_object()])[0])
+
+    @idempotent
+    @extend_schema(
+        request=PaymentInput,
+        responses={
+            202: _ACCEPTED,
+            402: declined_response(
+                "`account_inactive`: the destination account is frozen "
+                "or closed; nothing was recorded."
+            ),
+        },
+        description="Take money in: the payment method is charged through a provider in "
+        "the background, and the destination account credited with the amount less the "
+        "fee once it is captured.",
+    )
+    def create(self, request: Request) -> Response:
+        data = PaymentInput(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        payment = payment_create(
+            merchant=self.merchant,
+            destination=fields["destination_account"],
+            amount=fields["amount"],
+            currency=fields["currency"],
+            payment_method=fields["payment_method"],
+            customer=fields.get("customer"),
+            capture_method=fields.get("capture_method", CaptureMethod.AUTOMATIC),
+            description=fields.get("description", ""),
+            metadata=fields.get("metadata"),
+        )
+        return self._accepted(payment)
+
+    @idempotent
+    @extend_schema(
+        request=PaymentCaptureInput,
+        responses={
+            202: _ACCEPTED,
+            402: declined_response(
+                "`authorization_expired`: past `capture_before`; the payment can only be canceled."
+            ),
+        },
+        description="Capture a payment that requires capture: `amount` (default all that "
+        "is capturable); the rest of the authorization is released. A payment in another "
+        "status, or with an operation in flight, is a 400 naming its status; more than "
+        "`amount_capturable` is a 400 `amount_too_large`.",
+    )
+    @action(detail=True, methods=["post"], filterset_class=None, pagination_class=None)
+    def capture(self, request: Request, id: str) -> Response:
+        payment = self.get_object()
+        data = PaymentCaptureInput(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        payment = payment_capture(payment=payment, amount=data.validated_data.get("amount"))
+        return self._accepted(payment)
+
+    @idempotent
+    @extend_schema(
+        request=PaymentCancelInput,
+        responses={202: _ACCEPTED},
+        description="Release the authorization of a payment that requires capture. A "
+        "payment in another status, or with an operation in flight, is a 400 naming its "
+        "status.",
+    )
+    @action(detail=True, methods=["post"], filterset_class=None, pagination_class=None)
+    def cancel(self, request: Request, id: str) -> Response:
+        payment = self.get_object()
+        data = PaymentCancelInput(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        payment = payment_cancel(payment=payment)
+        return self._accepted(payment)

@@ -4,8 +4,8 @@ wire format onto these; nothing outside payments/providers/ sees a provider's fo
 
 An adapter never raises for an answer it understood: a decline, an error the provider
 reported and an outcome it cannot know (timeout, reset, a malformed or mismatching answer)
-all come back as a `ProviderResult`. It raises only for programming errors and, from
-`webhook_parse`, `WebhookInvalid`.
+all come back as a `ProviderResult`. It raises only for programming errors, from
+`webhook_parse` `WebhookInvalid`, and from `settlement_report` `SettlementReportError`.
 """
 
 from __future__ import annotations
@@ -108,6 +108,11 @@ class WebhookInvalid(Exception):
         self.reason = reason
 
 
+class SettlementReportError(Exception):
+    """A settlement report that could not be fetched, or is not a well-formed report (the
+    message names the line and the field)."""
+
+
 class ProviderAdapter(Protocol):
     """One provider. `idempotency_key` is the attempt's id: the same key always means the
     same operation at the provider, so a call repeated with it never acts twice."""
@@ -164,4 +169,10 @@ class ProviderAdapter(Protocol):
         raises WebhookInvalid. A list: some providers batch several events in one POST."""
         ...
 
-    def settlement_report(self, *, date: datetime.date) -> list[SettlementLine]: ...
+    def settlement_report(self, *, date: datetime.date) -> list[SettlementLine]:
+        """The provider's settlement report of `date`; raises SettlementReportError."""
+        ...
+
+    def close(self) -> None:
+        """Close its connections (the registry's adapters_reset)."""
+        ...

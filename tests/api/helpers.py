@@ -17,7 +17,7 @@ from accounts.models import Account, ApiKey, Customer, Hold, Merchant
 from audit.models import AuditLog, Event
 from config.wsgi import application
 from ledger.models import LedgerEntry, LedgerTransaction
-from payments.models import Transfer
+from payments.models import Payment, PaymentAttempt, Transfer
 
 API_PREFIX = "/api/v1/"
 ERROR_KEYS = {"type", "code", "message", "param"}
@@ -127,6 +127,8 @@ COUNTED: tuple[type[Model], ...] = (
     Account,
     Hold,
     Transfer,
+    Payment,
+    PaymentAttempt,
     LedgerTransaction,
     LedgerEntry,
     AuditLog,

@@ -34,6 +34,8 @@ from accounts.api_keys import api_key_create
 from audit.models import Event
 from config.wsgi import application
 from core.amounts import MAX_AMOUNT
+from payments.payments import attempt_result_apply, payment_create
+from payments.providers.base import ProviderResult, ResultStatus
 from payments.services import transfer_create
 from tests.api.helpers import ApiClient, assert_error
 from tests.factories import AccountFactory, CustomerFactory, MerchantFactory
@@ -75,6 +77,19 @@ def world(settings: Any) -> World:
     funded = AccountFactory.create(merchant=merchant, customer=customer, balance=1_000_000)
     other = AccountFactory.create(merchant=merchant)
     transfer = transfer_create(merchant=merchant, source=funded, destination=other, amount=100)
+    # A manual-capture payment the provider authorized: capture and cancel can succeed.
+    payment = payment_create(
+        merchant=merchant,
+        destination=other,
+        amount=5_000,
+        currency="USD",
+        payment_method="pm_card_visa",
+        capture_method="manual",
+    )
+    attempt_result_apply(
+        attempt_id=payment.attempts.get().pk,
+        result=ProviderResult(status=ResultStatus.REQUIRES_CAPTURE, reference="pi_world"),
+    )
     event = Event.objects.filter(merchant=merchant).latest("id")
     return World(
         secret=secret,
@@ -82,6 +97,7 @@ def world(settings: Any) -> World:
             "customers": customer.public_id,
             "accounts": funded.public_id,
             "transfers": transfer.public_id,
+            "payments": payment.public_id,
             "events": event.public_id,
         },
         body={
@@ -177,7 +193,7 @@ def test_created_filters_take_any_utc_offset_python_parses(
     api: ApiClient, created_after: str
 ) -> None:
     """Found by this fuzzing: a UTC offset Python accepts and PostgreSQL does not."""
-    for path in ("customers", "accounts", "transfers", "events"):
+    for path in ("customers", "accounts", "transfers", "payments", "events"):
         response = api.get(path, {"created_after": created_after})
         assert response.status_code == 200, (path, response.content)
 
@@ -221,7 +237,7 @@ def test_schema_documents_every_operation_fully() -> None:
                 body = operation["requestBody"]["content"]["application/json"]["schema"]
                 component = components[body["$ref"].rsplit("/", 1)[1]]
                 assert component["additionalProperties"] is False, label
-                amount = component["properties"].get("amount")
+                amount = component.get("properties", {}).get("amount")
                 if amount is not None:
                     assert amount["type"] == "integer", label
                     assert (amount["minimum"], amount["maximum"]) == (1, MAX_AMOUNT), label

@@ -22,7 +22,8 @@ from accounts.system import system_account_get
 from audit.models import Event
 from config import api_urls
 from payments.fx import fx_quote_create, fx_rate_set
-from payments.models import FxQuote, Transfer
+from payments.models import FxQuote, Payment, PaymentAttempt, Transfer
+from payments.payments import payment_create
 from payments.services import transfer_create
 from tests.api.helpers import (
     ApiClient,
@@ -57,6 +58,7 @@ MISSING_IDS = {
     "transfer": "tr_0000000000000000000000",
     "event": "evt_0000000000000000000000",
     "fx_quote": "fxq_0000000000000000000000",
+    "payment": "pay_0000000000000000000000",
 }
 
 
@@ -74,6 +76,8 @@ class World:
     b_other_account: Account
     b_transfer: Transfer
     a_quote: FxQuote
+    a_payment: Payment
+    b_payment: Payment
 
     def a_object_id(self, basename: str) -> str:
         """One of A's objects for each resource of the router."""
@@ -83,6 +87,7 @@ class World:
             "transfer": self.a_transfer.public_id,
             "event": Event.objects.filter(merchant=self.a).order_by("id").first().public_id,  # type: ignore[union-attr]
             "fx_quote": self.a_quote.public_id,
+            "payment": self.a_payment.public_id,
         }[basename]
 
     def a_ids(self) -> set[str]:
@@ -97,6 +102,11 @@ class World:
         }
         ids |= set(Event.objects.filter(merchant=self.a).values_list("public_id", flat=True))
         ids |= set(FxQuote.objects.filter(merchant=self.a).values_list("public_id", flat=True))
+        payments = Payment.objects.filter(merchant=self.a)
+        ids |= set(payments.values_list("public_id", flat=True))
+        ids |= set(
+            PaymentAttempt.objects.filter(payment__in=payments).values_list("public_id", flat=True)
+        )
         return ids
 
 
@@ -120,6 +130,18 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
     )
     fx_rate_set(source_currency="USD", destination_currency="EUR", rate="0.92")
     a_quote = fx_quote_create(merchant=a, source_currency="USD", destination_currency="EUR")
+    a_payment, b_payment = (
+        payment_create(
+            merchant=merchant,
+            destination=account,
+            customer=customer,
+            amount=700,
+            currency="USD",
+            payment_method="pm_card_visa",
+            capture_method="manual",
+        )
+        for merchant, account, customer in [(a, a_account, a_customer), (b, b_account, b_customer)]
+    )
     return World(
         a=a,
         b=b,
@@ -133,6 +155,8 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
         b_other_account=b_other_account,
         b_transfer=b_transfer,
         a_quote=a_quote,
+        a_payment=a_payment,
+        b_payment=b_payment,
     )
 
 
@@ -264,11 +288,43 @@ def _fx_quote_create(world: World, b: ApiClient) -> None:
     assert row_counts() == counts
 
 
+def _payment_create(world: World, b: ApiClient) -> None:
+    a_acct, a_customer = world.a_account.public_id, world.a_customer.public_id
+    b_acct, b_customer = world.b_account.public_id, world.b_customer.public_id
+
+    def body(account: str, customer: str) -> dict[str, Any]:
+        return {
+            "amount": 100,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "destination_account": account,
+            "customer": customer,
+        }
+
+    assert_refused_like_missing(
+        b,
+        "payments",
+        body(a_acct, b_customer),
+        body(MISSING_IDS["account"], b_customer),
+        param="destination_account",
+        named=[(a_acct, "destination_account")],
+    )
+    assert_refused_like_missing(
+        b,
+        "payments",
+        body(b_acct, a_customer),
+        body(b_acct, MISSING_IDS["customer"]),
+        param="customer",
+        named=[(a_customer, "customer")],
+    )
+
+
 CREATE_CASES: dict[str, Callable[[World, ApiClient], None]] = {
     "customer-list": _customer_create,
     "account-list": _account_create,
     "transfer-list": _transfer_create,
     "fx_quote-list": _fx_quote_create,
+    "payment-list": _payment_create,
 }
 
 

@@ -1,0 +1,139 @@
+"""Making an attempt's provider call, and finding out what became of one (the janitor, after
+Kill Bill's): the only code of the payments domain that talks to a provider. No database
+transaction is open while a provider is called; the answer is applied by
+`payments.payments.attempt_result_apply`.
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from audit.services import dead_letter_record
+from payments.models import AttemptKind, AttemptStatus, PaymentAttempt
+from payments.payments import (
+    ATTEMPT_TASK,
+    Applied,
+    attempt_recovery_round,
+    attempt_result_apply,
+)
+from payments.providers.base import OperationKind, ProviderResult, ResultStatus
+from payments.providers.registry import adapter_get
+
+logger = logging.getLogger(__name__)
+
+
+def _call(attempt: PaymentAttempt) -> ProviderResult:
+    """The provider call the attempt stands for, with its id as the idempotency key."""
+    adapter = adapter_get(attempt.provider)
+    payment = attempt.payment
+    assert payment is not None  # noqa: S101 - attempt_payment_operation_names_its_payment
+    key = attempt.public_id
+    if attempt.kind == AttemptKind.AUTHORIZE:
+        assert attempt.amount is not None  # noqa: S101 - an authorization names its amount
+        return adapter.authorize(
+            idempotency_key=key,
+            amount=attempt.amount,
+            currency=attempt.currency,
+            payment_method=payment.payment_method,
+            capture=payment.capture_method == "automatic",
+            reference=payment.public_id,
+        )
+    if attempt.kind == AttemptKind.CAPTURE:
+        assert attempt.amount is not None  # noqa: S101 - a capture names its amount
+        return adapter.capture(
+            idempotency_key=key,
+            reference=payment.provider_reference,
+            amount=attempt.amount,
+            currency=attempt.currency,
+        )
+    return adapter.cancel(idempotency_key=key, reference=payment.provider_reference)
+
+
+def _unresolved(attempt_id: int) -> PaymentAttempt | None:
+    attempt = PaymentAttempt.objects.select_related("payment").get(pk=attempt_id)
+    return None if attempt.is_final else attempt
+
+
+def attempt_run(*, attempt_id: int) -> Applied:
+    """Make the attempt's call (again, with the same key, if it was made before) and apply
+    the answer. An attempt already final is returned as it is: nothing is called."""
+    attempt = _unresolved(attempt_id)
+    if attempt is None:
+        return Applied(PaymentAttempt.objects.get(pk=attempt_id))
+    started = time.monotonic()
+    result = _call(attempt)
+    latency_ms = round((time.monotonic() - started) * 1000)
+    return attempt_result_apply(attempt_id=attempt_id, result=result, latency_ms=latency_ms)
+
+
+def _asked_again_would_be_safe(attempt: PaymentAttempt, result: ProviderResult) -> bool:
+    """The provider has nothing for the attempt's key (the call never reached it), or says
+    the capture or cancel is not done: making the call again, with the same key, is the way
+    to finish it."""
+    if result.status == ResultStatus.UNKNOWN and result.failure_code == "not_found":
+        return True
+    return attempt.kind != AttemptKind.AUTHORIZE and result.status == ResultStatus.REQUIRES_CAPTURE
+
+
+def attempt_recover(*, attempt_id: int) -> Applied:
+    """Ask the provider what became of an unresolved attempt (by its reference, or by its
+    idempotency key when the first answer was lost) and apply what it says; when it has
+    nothing for the key, make the call again with that key (safe: the provider acts on a
+    key once). A charge whose posting did not commit is finished here, posted once."""
+    attempt = _unresolved(attempt_id)
+    if attempt is None:
+        return Applied(PaymentAttempt.objects.get(pk=attempt_id))
+    payment = attempt.payment
+    assert payment is not None  # noqa: S101 - attempt_payment_operation_names_its_payment
+    reference = attempt.provider_reference
+    if not reference and attempt.kind != AttemptKind.AUTHORIZE:
+        reference = payment.provider_reference  # a capture or cancel acts on the payment
+    result = adapter_get(attempt.provider).retrieve(
+        kind=OperationKind(attempt.kind), reference=reference, idempotency_key=attempt.public_id
+    )
+    if _asked_again_would_be_safe(attempt, result):
+        return attempt_run(attempt_id=attempt_id)
+    return attempt_result_apply(attempt_id=attempt_id, result=result)
+
+
+def attempts_recover_due() -> int:
+    """The janitor's round (Celery beat): every attempt whose outcome is unknown, or that
+    has been pending with no news for PAYMENT_RECOVERY_AFTER_SECONDS, is asked about. One
+    that still cannot finish after PAYMENT_RECOVERY_MAX_ROUNDS rounds becomes a dead
+    letter, and is left to the operator. Returns how many attempts ended."""
+    quiet_since = timezone.now() - timedelta(seconds=settings.PAYMENT_RECOVERY_AFTER_SECONDS)
+    due = PaymentAttempt.objects.filter(
+        status__in=[AttemptStatus.PENDING, AttemptStatus.UNKNOWN],  # the index's condition
+        kind__in=[AttemptKind.AUTHORIZE, AttemptKind.CAPTURE, AttemptKind.CANCEL],
+        updated_at__lte=quiet_since,
+        recovery_rounds__lt=settings.PAYMENT_RECOVERY_MAX_ROUNDS,
+    ).order_by("pk")
+    ended = 0
+    for attempt_id in list(due.values_list("pk", flat=True)):
+        last_error = ""
+        try:
+            applied = attempt_recover(attempt_id=attempt_id)
+        except Exception as error:  # one attempt's trouble must not stop the round
+            logger.exception("could not recover payment attempt %s", attempt_id)
+            applied, last_error = None, f"{type(error).__name__}: {error}"
+        if applied is not None and applied.attempt.is_final:
+            ended += 1
+            continue
+        rounds = attempt_recovery_round(attempt_id=attempt_id)
+        if rounds >= settings.PAYMENT_RECOVERY_MAX_ROUNDS:
+            attempt = PaymentAttempt.objects.get(pk=attempt_id)
+            if applied is not None:
+                last_error = f"{attempt.failure_code}: {attempt.failure_message}"
+            dead_letter_record(
+                kind="provider_call",
+                task_name=ATTEMPT_TASK,
+                args=[attempt_id],
+                object_type="payment_attempt",
+                object_id=attempt.public_id,
+                last_error=f"not resolved after {rounds} recovery rounds; last: {last_error}",
+                attempts=attempt.tries,
+            )
+    return ended

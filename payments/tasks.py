@@ -1,0 +1,85 @@
+"""Payments' Celery tasks: thin, idempotent (an attempt already final is left alone), late
+acknowledged and rejected when their worker dies, so a killed worker's task is delivered
+again and makes the same call with the same idempotency key."""
+
+import random
+
+from celery import Task, shared_task
+from celery.exceptions import Retry
+from django.conf import settings
+
+from audit.services import dead_letter_record
+from core.exceptions import DomainError
+from payments.attempts import attempt_run, attempts_recover_due
+from payments.models import PaymentAttempt
+from payments.payments import ATTEMPT_TASK, authorizations_cancel_expired
+
+
+def retry_delay(retries: int, retry_after: float | None = None) -> float:
+    """Seconds before try `retries + 1`: exponential, capped, with full jitter; never
+    sooner than the provider's Retry-After."""
+    ceiling = min(
+        settings.PAYMENT_TASK_BACKOFF_MAX_SECONDS,
+        settings.PAYMENT_TASK_BACKOFF_SECONDS * 2**retries,
+    )
+    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
+    return max(delay, retry_after or 0.0)
+
+
+def _dead_letter(task: Task, attempt_id: int, last_error: str) -> None:
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    dead_letter_record(
+        kind="provider_call",
+        task_name=task.name,
+        args=[attempt_id],
+        object_type="payment_attempt",
+        object_id=attempt.public_id,
+        last_error=last_error,
+        attempts=attempt.tries,
+    )
+
+
+@shared_task(
+    bind=True, name=ATTEMPT_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None
+)
+def run_attempt(self: Task, attempt_id: int) -> str | Retry:
+    """Make a payment attempt's provider call and apply the answer; on an error or an
+    unknown outcome, again later with the same attempt and key, up to
+    PAYMENT_TASK_MAX_RETRIES times, then a dead letter (the payment stays processing)."""
+    try:
+        applied = attempt_run(attempt_id=attempt_id)
+    except DomainError as error:  # the answer could not be applied (a frozen account)
+        _dead_letter(self, attempt_id, f"{error.code}: {error.message}")
+        return "dead_letter"
+    attempt = applied.attempt
+    if not applied.retry:
+        return str(attempt.status)
+    if self.request.retries >= settings.PAYMENT_TASK_MAX_RETRIES:
+        _dead_letter(
+            self,
+            attempt_id,
+            f"{attempt.failure_code}: {attempt.failure_message} "
+            f"(after {self.request.retries + 1} tries)",
+        )
+        return "dead_letter"
+    # Eagerly (the demo) there is no broker to wait in: Celery's apply() runs the retry it
+    # is handed back at once. A worker raises it, and the broker redelivers it later.
+    eager = bool(self.request.is_eager)
+    retry = self.retry(
+        countdown=retry_delay(self.request.retries, applied.retry_after), throw=not eager
+    )
+    return retry
+
+
+@shared_task(name="payments.tasks.recover_attempts", acks_late=True, reject_on_worker_lost=True)
+def recover_attempts() -> int:
+    """The janitor, scheduled by Celery beat (CELERY_BEAT_SCHEDULE)."""
+    return attempts_recover_due()
+
+
+@shared_task(
+    name="payments.tasks.cancel_expired_authorizations", acks_late=True, reject_on_worker_lost=True
+)
+def cancel_expired_authorizations() -> int:
+    """SPEC "Authorization deadline", scheduled by Celery beat (CELERY_BEAT_SCHEDULE)."""
+    return authorizations_cancel_expired()
