@@ -4,17 +4,20 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.test import TestCase
 
 from accounts.api_keys import api_key_authenticate
 from accounts.models import Account, AccountKind, Customer, Hold, HoldStatus, Merchant
-from payments.models import Transfer, TransferStatus
+from payments.models import Payment, PaymentStatus, Transfer, TransferStatus
 from tests.invariants import invariant_violations
 
 
 def seed() -> tuple[str, str]:
-    """Run seed_demo; return its output and the password it printed."""
+    """Run seed_demo, its payments' tasks too (eager, on commit, as in the demo); return its
+    output and the password it printed."""
     out = io.StringIO()
-    call_command("seed_demo", stdout=out)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        call_command("seed_demo", stdout=out)
     output = out.getvalue()
     assert "http://127.0.0.1:8000/admin/" in output
     assert re.search(r"^\s*Username: admin$", output, re.MULTILINE)
@@ -33,6 +36,7 @@ def demo_counts() -> dict[str, int]:
         "active_holds": Hold.objects.filter(
             account__merchant=shop, status=HoldStatus.ACTIVE
         ).count(),
+        "payments": Payment.objects.filter(merchant=shop).count(),
     }
 
 
@@ -41,7 +45,14 @@ def test_seed_demo_creates_data_once_and_resets_the_admin_password() -> None:
     first_output, first_password = seed()
 
     assert "Created merchant 'Demo Shop'" in first_output
-    expected = {"customers": 3, "accounts": 6, "transfers": 5, "failed": 1, "active_holds": 1}
+    expected = {
+        "customers": 3,
+        "accounts": 6,
+        "transfers": 5,
+        "failed": 1,
+        "active_holds": 1,
+        "payments": 3,
+    }
     assert demo_counts() == expected
     shop = Merchant.objects.get(name="Demo Shop")
     wallet_currencies = Account.objects.filter(merchant=shop).values_list("currency", flat=True)
@@ -55,6 +66,22 @@ def test_seed_demo_creates_data_once_and_resets_the_admin_password() -> None:
         "EUR",
         9_200,
     )
+    payments = {p.description: p for p in Payment.objects.filter(merchant=shop)}
+    captured = payments["Order #1004"]
+    # 2.9 % of 49.99 is 1.44971, rounded to 1.45, plus 0.30.
+    assert (captured.status, captured.amount_captured, captured.fee, captured.net) == (
+        PaymentStatus.SUCCEEDED,
+        4_999,
+        175,
+        4_824,
+    )
+    authorized = payments["Order #1005, to capture when shipped"]
+    assert (authorized.status, authorized.amount_capturable) == (
+        PaymentStatus.REQUIRES_CAPTURE,
+        12_000,
+    )
+    declined = payments["Order #1006"]
+    assert (declined.status, declined.failure_code) == (PaymentStatus.FAILED, "card_declined")
     assert invariant_violations() == {}
 
     admin = get_user_model().objects.get(username="admin")

@@ -16,8 +16,10 @@ from accounts.services import account_create, customer_create, merchant_create
 from audit.management import AuditedCommand
 from ledger.holds import hold_create
 from ledger.services import adjustment_post
+from payments.fees import pricing_set
 from payments.fx import fx_quote_create, fx_rate_set
-from payments.models import TransferStatus
+from payments.models import CaptureMethod, TransferStatus
+from payments.payments import payment_create
 from payments.services import transfer_create
 
 DEMO_MERCHANT = "Demo Shop"
@@ -146,10 +148,46 @@ class Command(AuditedCommand):
             expires_at=timezone.now() + timedelta(days=7),
         )
 
+        # Card payments through the in-process provider, settled by their tasks when the
+        # seeding commits: one captured (2.9 % + 0.30 of it to the platform), one
+        # authorized and waiting for its capture, one declined.
+        pricing_set(merchant=shop, currency="USD", percent_bps=290, fixed_fee=30)
+        payments = [
+            payment_create(
+                merchant=shop,
+                destination=shop_usd,
+                customer=ada,
+                amount=4_999,
+                currency="USD",
+                payment_method="pm_card_visa",
+                description="Order #1004",
+            ),
+            payment_create(
+                merchant=shop,
+                destination=shop_usd,
+                customer=grace,
+                amount=12_000,
+                currency="USD",
+                payment_method="pm_card_visa",
+                capture_method=CaptureMethod.MANUAL,
+                description="Order #1005, to capture when shipped",
+            ),
+            payment_create(
+                merchant=shop,
+                destination=shop_usd,
+                customer=alan,
+                amount=2_500,
+                currency="USD",
+                payment_method="pm_card_declined",
+                description="Order #1006",
+            ),
+        ]
+
         failed = sum(t.status == TransferStatus.FAILED for t in transfers)
         self.stdout.write(
             f"Created merchant {shop.name!r} ({shop.public_id}): 3 customers, 6 accounts "
-            f"(USD, EUR, JPY), {len(transfers)} transfers ({failed} failed), 1 active hold."
+            f"(USD, EUR, JPY), {len(transfers)} transfers ({failed} failed), 1 active hold, "
+            f"{len(payments)} card payments (captured, authorized, declined)."
         )
 
     def _reset_admin(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -145,21 +146,30 @@ def test_stripe_events_about_other_objects_are_accepted_and_left_out() -> None:
     assert adapter_get("stripe").webhook_parse(body=body, headers=stripe_signed(body)) == []
 
 
+def signed_stripe(body: bytes, *, at_offset: float = 0) -> tuple[bytes, dict[str, str]]:
+    return body, stripe_signed(body, at=time.time() + at_offset)
+
+
+# Requests are made when the test runs, not when it is collected: a suite that runs longer
+# than the tolerance would otherwise find every signature stale.
 @pytest.mark.parametrize(
-    ("body", "headers", "reason"),
+    ("request_make", "reason"),
     [
         # signed, then changed
-        (stripe_event("pi_other"), stripe_signed(stripe_event()), "bad signature"),
-        (stripe_event(), {}, "bad signature"),
-        (stripe_event(), {"Stripe-Signature": "t=nonsense"}, "bad signature"),
-        (stripe_event(), stripe_signed(stripe_event(), at=time.time() - 600), "stale timestamp"),
-        (b"{not json", stripe_signed(b"{not json"), "malformed JSON"),
-        (b"\xff\xfe", stripe_signed(b"\xff\xfe"), "body is not UTF-8"),
-        (b'{"object": "list"}', stripe_signed(b'{"object": "list"}'), "not an event"),
+        (lambda: (stripe_event("pi_other"), stripe_signed(stripe_event())), "bad signature"),
+        (lambda: (stripe_event(), {}), "bad signature"),
+        (lambda: (stripe_event(), {"Stripe-Signature": "t=nonsense"}), "bad signature"),
+        (lambda: signed_stripe(stripe_event(), at_offset=-600), "stale timestamp"),
+        (lambda: signed_stripe(b"{not json"), "malformed JSON"),
+        (lambda: signed_stripe(b"\xff\xfe"), "body is not UTF-8"),
+        (lambda: signed_stripe(b'{"object": "list"}'), "not an event"),
     ],
     ids=["forged", "unsigned", "garbled header", "stale", "malformed", "not utf-8", "not event"],
 )
-def test_stripe_webhooks_refused(body: bytes, headers: dict[str, str], reason: str) -> None:
+def test_stripe_webhooks_refused(
+    request_make: Callable[[], tuple[bytes, dict[str, str]]], reason: str
+) -> None:
+    body, headers = request_make()
     with pytest.raises(WebhookInvalid) as refused:
         adapter_get("stripe").webhook_parse(body=body, headers=headers)
     assert refused.value.reason == reason
@@ -216,18 +226,22 @@ def forged_item() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        (adyen_body(forged_item()), "bad signature"),
-        (adyen_body(adyen_item(), forged_item()), "bad signature"),  # one bad item: all refused
-        (adyen_body({**adyen_item(), "additionalData": {}}), "without amount or hmacSignature"),
-        (adyen_body(adyen_item(at=time.time() - 600)), "stale timestamp"),
-        (adyen_body(adyen_item(at=time.time() + 600)), "stale timestamp"),
-        (b"{not json", "malformed JSON"),
-        (b'{"notificationItems": []}', "no notificationItems"),
-        (b'{"notificationItems": [{"NotificationRequestItem": 1}]}', "not an object"),
+        (lambda: adyen_body(forged_item()), "bad signature"),
+        # one bad item: all refused
+        (lambda: adyen_body(adyen_item(), forged_item()), "bad signature"),
+        (
+            lambda: adyen_body({**adyen_item(), "additionalData": {}}),
+            "without amount or hmacSignature",
+        ),
+        (lambda: adyen_body(adyen_item(at=time.time() - 600)), "stale timestamp"),
+        (lambda: adyen_body(adyen_item(at=time.time() + 600)), "stale timestamp"),
+        (lambda: b"{not json", "malformed JSON"),
+        (lambda: b'{"notificationItems": []}', "no notificationItems"),
+        (lambda: b'{"notificationItems": [{"NotificationRequestItem": 1}]}', "not an object"),
     ],
     ids=["forged", "one forged", "unsigned", "stale", "future", "malformed", "empty", "not object"],
 )
-def test_adyen_notifications_refused(body: bytes, reason: str) -> None:
+def test_adyen_notifications_refused(body: Callable[[], bytes], reason: str) -> None:
     with pytest.raises(WebhookInvalid) as refused:
-        adapter_get("adyen").webhook_parse(body=body, headers={})
+        adapter_get("adyen").webhook_parse(body=body(), headers={})
     assert reason in refused.value.reason
