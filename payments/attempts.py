@@ -21,6 +21,7 @@ from payments.payments import (
 )
 from payments.providers.base import OperationKind, ProviderResult, ResultStatus
 from payments.providers.registry import adapter_get
+from payments.providers.results import result_checked
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,19 @@ def _asked_again_would_be_safe(attempt: PaymentAttempt, result: ProviderResult) 
     return attempt.kind != AttemptKind.AUTHORIZE and result.status == ResultStatus.REQUIRES_CAPTURE
 
 
+def _retrieved_checked(attempt: PaymentAttempt, result: ProviderResult) -> ProviderResult:
+    """What a retrieve says, checked as the call's own answer is (the adapters'
+    `result_checked`): about another amount or currency than the attempt asked (the amount
+    captured, for a capture), it is an unknown outcome, never booked."""
+    capture = attempt.kind == AttemptKind.CAPTURE
+    if attempt.kind == AttemptKind.CANCEL or (capture and result.status != ResultStatus.SUCCEEDED):
+        return result  # no amount to check: a cancel, or a capture not done
+    assert attempt.amount is not None  # noqa: S101 - an authorization or a capture names it
+    return result_checked(
+        result, amount=attempt.amount, currency=attempt.currency, captured=capture
+    )
+
+
 def attempt_recover(*, attempt_id: int) -> Applied:
     """Ask the provider what became of an unresolved attempt (by its reference, or by its
     idempotency key when the first answer was lost) and apply what it says; when it has
@@ -96,7 +110,7 @@ def attempt_recover(*, attempt_id: int) -> Applied:
     )
     if _asked_again_would_be_safe(attempt, result):
         return attempt_run(attempt_id=attempt_id)
-    return attempt_result_apply(attempt_id=attempt_id, result=result)
+    return attempt_result_apply(attempt_id=attempt_id, result=_retrieved_checked(attempt, result))
 
 
 def attempts_recover_due() -> int:
