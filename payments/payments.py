@@ -469,6 +469,21 @@ def _apply_capture(payment: Payment, attempt: PaymentAttempt, result: ProviderRe
 
 def _apply_cancel(payment: Payment, attempt: PaymentAttempt, result: ProviderResult) -> _Handled:
     status = result.status
+    if status == ResultStatus.SUCCEEDED and result.amount_captured:
+        # The provider shows the payment captured, not canceled (a capture we never
+        # recorded): the cancel failed, and the money it took is booked, never dropped.
+        _attempt_end(
+            attempt,
+            AttemptStatus.FAILED,
+            replace(
+                result,
+                failure_code="payment_captured",
+                failure_message="The provider shows the payment captured: it cannot be canceled.",
+            ),
+        )
+        return Applied(attempt), _payment_succeed(
+            payment, min(result.amount_captured, payment.amount)
+        )
     if status in (ResultStatus.SUCCEEDED, ResultStatus.CANCELED):
         _attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
         return Applied(attempt), _payment_cancel(payment)

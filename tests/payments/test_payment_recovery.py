@@ -20,7 +20,7 @@ from audit.services import dead_letter_retry
 from ledger.models import LedgerEntry
 from payments import tasks
 from payments.models import AttemptStatus, Payment, PaymentAttempt, PaymentStatus
-from payments.payments import payment_create
+from payments.payments import payment_cancel, payment_create
 from payments.providers import transport
 from payments.providers.circuit import circuit_force
 from payments.providers.registry import PROVIDERS, adapter_get, adapters_reset
@@ -222,3 +222,41 @@ def test_dead_letters_are_retried_from_the_admin(
         {"action": "retry_selected", "_selected_action": [dead_letter.pk]},
     )
     assert AuditLog.objects.filter(action="dead_letter.retried").count() == 1
+
+
+def test_a_cancel_the_provider_shows_captured_books_the_capture_not_a_cancel(
+    wallet: Account, simulator_admin: httpx.Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A cancel whose outcome the janitor learns: the provider shows the payment captured
+    (by a capture we never recorded), not canceled. The money was taken: the cancel failed
+    and the capture is booked, never the payment canceled with nothing posted."""
+    assert wallet.merchant is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        payment = payment_create(
+            merchant=wallet.merchant,
+            destination=wallet,
+            amount=5_000,
+            currency="USD",
+            payment_method="pm_card_visa",
+            capture_method="manual",
+        )
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.REQUIRES_CAPTURE
+    captured = adapter_get("stripe").capture(
+        idempotency_key="att_made_at_the_provider",
+        reference=payment.provider_reference,
+        amount=5_000,
+        currency="USD",
+    )
+    assert captured.status == "succeeded"
+    with django_capture_on_commit_callbacks(execute=False):  # its task never ran
+        payment_cancel(payment=payment)
+
+    tasks.recover_attempts.delay()
+
+    payment.refresh_from_db()
+    cancel = PaymentAttempt.objects.get(payment=payment, kind="cancel")
+    assert (cancel.status, cancel.failure_code) == (AttemptStatus.FAILED, "payment_captured")
+    assert (payment.status, payment.amount_captured) == (PaymentStatus.SUCCEEDED, 5_000)
+    assert LedgerEntry.objects.filter(account=wallet).get().amount == 5_000
+    assert invariant_violations() == {}
