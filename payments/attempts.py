@@ -67,7 +67,33 @@ def attempt_run(*, attempt_id: int) -> Applied:
     started = time.monotonic()
     result = _call(attempt)
     latency_ms = round((time.monotonic() - started) * 1000)
+    if _refused_for_its_state(attempt, result):
+        result = _state_now(attempt, result)
     return attempt_result_apply(attempt_id=attempt_id, result=result, latency_ms=latency_ms)
+
+
+def _refused_for_its_state(attempt: PaymentAttempt, result: ProviderResult) -> bool:
+    """A capture or cancel the provider refuses because the payment is not in a state
+    that allows it: the payment moved at the provider (its authorization released when its
+    capture window ended, or captured there), which our records do not show yet."""
+    return (
+        attempt.kind != AttemptKind.AUTHORIZE
+        and result.status == ResultStatus.DECLINED
+        and result.failure_code == "invalid_state"
+    )
+
+
+def _state_now(attempt: PaymentAttempt, refusal: ProviderResult) -> ProviderResult:
+    """The payment's state at the provider when it is final (released, or captured), to
+    apply instead of the refusal; else the refusal."""
+    payment = attempt.payment
+    assert payment is not None  # noqa: S101 - attempt_payment_operation_names_its_payment
+    now = adapter_get(attempt.provider).retrieve(
+        kind=OperationKind(attempt.kind), reference=payment.provider_reference
+    )
+    if now.status not in (ResultStatus.CANCELED, ResultStatus.SUCCEEDED):
+        return refusal
+    return _retrieved_checked(attempt, now)
 
 
 def _asked_again_would_be_safe(attempt: PaymentAttempt, result: ProviderResult) -> bool:

@@ -20,7 +20,7 @@ from audit.services import dead_letter_retry
 from ledger.models import LedgerEntry
 from payments import tasks
 from payments.models import AttemptStatus, Payment, PaymentAttempt, PaymentStatus
-from payments.payments import payment_cancel, payment_create
+from payments.payments import payment_cancel, payment_capture, payment_create
 from payments.providers import transport
 from payments.providers.circuit import circuit_force
 from payments.providers.registry import PROVIDERS, adapter_get, adapters_reset
@@ -260,3 +260,47 @@ def test_a_cancel_the_provider_shows_captured_books_the_capture_not_a_cancel(
     assert (payment.status, payment.amount_captured) == (PaymentStatus.SUCCEEDED, 5_000)
     assert LedgerEntry.objects.filter(account=wallet).get().amount == 5_000
     assert invariant_violations() == {}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("operation", ["capture", "cancel"])
+def test_an_authorization_the_provider_released_ends_the_payment_canceled(
+    wallet: Account,
+    simulator_admin: httpx.Client,
+    django_capture_on_commit_callbacks: Any,
+    operation: str,
+    provider: str,
+) -> None:
+    """The provider released the authorization on its own (its capture window ended
+    before our capture_before): a capture or cancel it refuses for the payment's state is
+    not left declined with the payment requiring capture for ever (and the deadline task
+    asking a cancel again at every run); the payment's state at the provider decides."""
+    assert wallet.merchant is not None
+    wallet.merchant.default_provider = provider
+    with django_capture_on_commit_callbacks(execute=True):
+        payment = payment_create(
+            merchant=wallet.merchant,
+            destination=wallet,
+            amount=5_000,
+            currency="USD",
+            payment_method="pm_card_visa",
+            capture_method="manual",
+        )
+    payment.refresh_from_db()
+    assert payment.provider == provider
+    released = adapter_get(provider).cancel(
+        idempotency_key="att_released_by_the_provider", reference=payment.provider_reference
+    )
+    assert released.status == "succeeded"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        if operation == "capture":
+            payment_capture(payment=payment)
+        else:
+            payment_cancel(payment=payment)
+
+    payment.refresh_from_db()
+    attempt = PaymentAttempt.objects.get(payment=payment, kind=operation)
+    assert attempt.is_final
+    assert payment.status == PaymentStatus.CANCELED
+    assert not LedgerEntry.objects.filter(account=wallet).exists()
