@@ -555,8 +555,9 @@ def attempt_result_apply(
         attempt.save()
         if fields:
             _record(payment, old, fields)
-        if attempt.is_final and (attempt.tries > 1 or attempt.recovery_rounds):
-            # Only an attempt tried more than once can have been dead-lettered.
+        if attempt.is_final:
+            # Its dead letters, if any, need no one now: also that of a first answer whose
+            # posting was refused (a frozen destination), which left no try counted.
             dead_letters_resolve(object_type="payment_attempt", object_id=attempt.public_id)
     return applied
 

@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from pytest_django.fixtures import Settings
 
-from accounts.models import Account
+from accounts.models import Account, AccountStatus
 from audit.models import AuditLog, DeadLetter, DeadLetterStatus
 from audit.services import dead_letter_retry
 from ledger.models import LedgerEntry
@@ -304,3 +304,26 @@ def test_an_authorization_the_provider_released_ends_the_payment_canceled(
     assert attempt.is_final
     assert payment.status == PaymentStatus.CANCELED
     assert not LedgerEntry.objects.filter(account=wallet).exists()
+
+
+def test_a_dead_letter_of_a_charge_that_could_not_be_posted_is_resolved_when_it_is(
+    wallet: Account, simulator_admin: httpx.Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The provider charged, the posting was refused (the destination frozen): a dead
+    letter. Once the account is active again the janitor posts the charge, and the dead
+    letter no longer asks an operator for anything."""
+    payment = _unsent_payment(wallet, django_capture_on_commit_callbacks)
+    attempt = PaymentAttempt.objects.get(payment=payment)
+    Account.objects.filter(pk=wallet.pk).update(status=AccountStatus.FROZEN)
+    assert tasks.run_attempt.delay(attempt.pk).get() == "dead_letter"
+    dead_letter = DeadLetter.objects.get(object_id=attempt.public_id)
+    assert dead_letter.status == DeadLetterStatus.OPEN
+
+    Account.objects.filter(pk=wallet.pk).update(status=AccountStatus.ACTIVE)
+    assert tasks.recover_attempts.delay().get() == 1
+
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.SUCCEEDED
+    assert _charges(simulator_admin, attempt.public_id) == 1
+    dead_letter.refresh_from_db()
+    assert dead_letter.status == DeadLetterStatus.RESOLVED
