@@ -21,7 +21,7 @@ from payments.payments import (
 )
 from payments.providers.base import OperationKind, ProviderResult, ResultStatus
 from payments.providers.registry import adapter_get
-from payments.providers.results import result_checked
+from payments.providers.results import result_checked, result_unknown
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +106,19 @@ def _asked_again_would_be_safe(attempt: PaymentAttempt, result: ProviderResult) 
 
 
 def _retrieved_checked(attempt: PaymentAttempt, result: ProviderResult) -> ProviderResult:
-    """What a retrieve says, checked as the call's own answer is (the adapters'
-    `result_checked`): about another amount or currency than the attempt asked (the amount
-    captured, for a capture), it is an unknown outcome, never booked."""
+    """What a retrieve says, as the attempt's outcome. A retrieve the provider refused (an
+    error answer, 4xx: "no such object", a bad query) says nothing of the operation, which
+    may have been done: an unknown outcome, never a decline. An answer about another
+    amount or currency than the attempt asked (the amount captured, for a capture) is
+    checked as the call's own answer is (the adapters' `result_checked`): unknown."""
+    if result.status == ResultStatus.DECLINED and result.http_status is not None:
+        return result_unknown(
+            code="retrieve_refused",
+            message=f"The provider refused to tell ({result.failure_message})",
+            reference=result.reference,
+            http_status=result.http_status,
+            raw=result.raw,
+        )
     capture = attempt.kind == AttemptKind.CAPTURE
     if attempt.kind == AttemptKind.CANCEL or (capture and result.status != ResultStatus.SUCCEEDED):
         return result  # no amount to check: a cancel, or a capture not done

@@ -240,3 +240,49 @@ def test_the_janitor_books_no_answer_about_another_amount_or_currency(
     assert (attempt.status, attempt.failure_code) == (AttemptStatus.UNKNOWN, "amount_mismatch")
     assert payment.ledger_transaction is None
     assert not LedgerEntry.objects.filter(account=wallet).exists()
+
+
+ERRORS: dict[str, dict[str, Any]] = {
+    "stripe": {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "message": "No such payment_intent.",
+        }
+    },
+    "adyen": {"status": 404, "errorCode": "resource_missing", "message": "Not found."},
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("provider", ["stripe", "adyen"])
+def test_a_retrieve_the_provider_refuses_fails_no_payment(
+    outside_world: OutsideWorld,
+    settings: Any,
+    provider: str,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The janitor asks what became of a charge and the provider refuses the question (a
+    4xx error answer): that is no decline of the charge, which may well have been made.
+    The payment stays processing, its attempt unknown, never failed."""
+    settings.PAYMENT_RECOVERY_AFTER_SECONDS = 0
+    wallet = AccountFactory.create(currency="USD")
+    assert wallet.merchant is not None
+    Merchant.objects.filter(pk=wallet.merchant.pk).update(default_provider=provider)
+    wallet.merchant.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=False):  # the task never ran
+        payment = payment_create(
+            merchant=wallet.merchant,
+            destination=wallet,
+            amount=5_000,
+            currency="USD",
+            payment_method="pm_card_visa",
+        )
+    outside_world.answer = lambda *request: json_answer(ERRORS[provider], status=404)
+
+    attempts_recover_due()
+
+    payment.refresh_from_db()
+    attempt = PaymentAttempt.objects.get(payment=payment)
+    assert payment.status == PaymentStatus.PROCESSING
+    assert attempt.status == AttemptStatus.UNKNOWN
