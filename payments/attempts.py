@@ -21,6 +21,7 @@ from payments.payments import (
 )
 from payments.providers.base import OperationKind, ProviderResult, ResultStatus
 from payments.providers.registry import adapter_get
+from payments.providers.results import result_checked, result_unknown
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,33 @@ def attempt_run(*, attempt_id: int) -> Applied:
     started = time.monotonic()
     result = _call(attempt)
     latency_ms = round((time.monotonic() - started) * 1000)
+    if _refused_for_its_state(attempt, result):
+        result = _state_now(attempt, result)
     return attempt_result_apply(attempt_id=attempt_id, result=result, latency_ms=latency_ms)
+
+
+def _refused_for_its_state(attempt: PaymentAttempt, result: ProviderResult) -> bool:
+    """A capture or cancel the provider refuses because the payment is not in a state
+    that allows it: the payment moved at the provider (its authorization released when its
+    capture window ended, or captured there), which our records do not show yet."""
+    return (
+        attempt.kind != AttemptKind.AUTHORIZE
+        and result.status == ResultStatus.DECLINED
+        and result.failure_code == "invalid_state"
+    )
+
+
+def _state_now(attempt: PaymentAttempt, refusal: ProviderResult) -> ProviderResult:
+    """The payment's state at the provider when it is final (released, or captured), to
+    apply instead of the refusal; else the refusal."""
+    payment = attempt.payment
+    assert payment is not None  # noqa: S101 - attempt_payment_operation_names_its_payment
+    now = adapter_get(attempt.provider).retrieve(
+        kind=OperationKind(attempt.kind), reference=payment.provider_reference
+    )
+    if now.status not in (ResultStatus.CANCELED, ResultStatus.SUCCEEDED):
+        return refusal
+    return _retrieved_checked(attempt, now)
 
 
 def _asked_again_would_be_safe(attempt: PaymentAttempt, result: ProviderResult) -> bool:
@@ -76,6 +103,29 @@ def _asked_again_would_be_safe(attempt: PaymentAttempt, result: ProviderResult) 
     if result.status == ResultStatus.UNKNOWN and result.failure_code == "not_found":
         return True
     return attempt.kind != AttemptKind.AUTHORIZE and result.status == ResultStatus.REQUIRES_CAPTURE
+
+
+def _retrieved_checked(attempt: PaymentAttempt, result: ProviderResult) -> ProviderResult:
+    """What a retrieve says, as the attempt's outcome. A retrieve the provider refused (an
+    error answer, 4xx: "no such object", a bad query) says nothing of the operation, which
+    may have been done: an unknown outcome, never a decline. An answer about another
+    amount or currency than the attempt asked (the amount captured, for a capture) is
+    checked as the call's own answer is (the adapters' `result_checked`): unknown."""
+    if result.status == ResultStatus.DECLINED and result.http_status is not None:
+        return result_unknown(
+            code="retrieve_refused",
+            message=f"The provider refused to tell ({result.failure_message})",
+            reference=result.reference,
+            http_status=result.http_status,
+            raw=result.raw,
+        )
+    capture = attempt.kind == AttemptKind.CAPTURE
+    if attempt.kind == AttemptKind.CANCEL or (capture and result.status != ResultStatus.SUCCEEDED):
+        return result  # no amount to check: a cancel, or a capture not done
+    assert attempt.amount is not None  # noqa: S101 - an authorization or a capture names it
+    return result_checked(
+        result, amount=attempt.amount, currency=attempt.currency, captured=capture
+    )
 
 
 def attempt_recover(*, attempt_id: int) -> Applied:
@@ -96,7 +146,7 @@ def attempt_recover(*, attempt_id: int) -> Applied:
     )
     if _asked_again_would_be_safe(attempt, result):
         return attempt_run(attempt_id=attempt_id)
-    return attempt_result_apply(attempt_id=attempt_id, result=result)
+    return attempt_result_apply(attempt_id=attempt_id, result=_retrieved_checked(attempt, result))
 
 
 def attempts_recover_due() -> int:

@@ -469,6 +469,21 @@ def _apply_capture(payment: Payment, attempt: PaymentAttempt, result: ProviderRe
 
 def _apply_cancel(payment: Payment, attempt: PaymentAttempt, result: ProviderResult) -> _Handled:
     status = result.status
+    if status == ResultStatus.SUCCEEDED and result.amount_captured:
+        # The provider shows the payment captured, not canceled (a capture we never
+        # recorded): the cancel failed, and the money it took is booked, never dropped.
+        _attempt_end(
+            attempt,
+            AttemptStatus.FAILED,
+            replace(
+                result,
+                failure_code="payment_captured",
+                failure_message="The provider shows the payment captured: it cannot be canceled.",
+            ),
+        )
+        return Applied(attempt), _payment_succeed(
+            payment, min(result.amount_captured, payment.amount)
+        )
     if status in (ResultStatus.SUCCEEDED, ResultStatus.CANCELED):
         _attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
         return Applied(attempt), _payment_cancel(payment)
@@ -540,8 +555,9 @@ def attempt_result_apply(
         attempt.save()
         if fields:
             _record(payment, old, fields)
-        if attempt.is_final and (attempt.tries > 1 or attempt.recovery_rounds):
-            # Only an attempt tried more than once can have been dead-lettered.
+        if attempt.is_final:
+            # Its dead letters, if any, need no one now: also that of a first answer whose
+            # posting was refused (a frozen destination), which left no try counted.
             dead_letters_resolve(object_type="payment_attempt", object_id=attempt.public_id)
     return applied
 

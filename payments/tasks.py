@@ -17,13 +17,12 @@ from payments.payments import ATTEMPT_TASK, authorizations_cancel_expired
 
 def retry_delay(retries: int, retry_after: float | None = None) -> float:
     """Seconds before try `retries + 1`: exponential, capped, with full jitter; never
-    sooner than the provider's Retry-After."""
-    ceiling = min(
-        settings.PAYMENT_TASK_BACKOFF_MAX_SECONDS,
-        settings.PAYMENT_TASK_BACKOFF_SECONDS * 2**retries,
-    )
+    sooner than the provider's Retry-After, nor later than the cap (a Retry-After of `inf`
+    or of years is no countdown a broker can hold)."""
+    cap = settings.PAYMENT_TASK_BACKOFF_MAX_SECONDS
+    ceiling = min(cap, settings.PAYMENT_TASK_BACKOFF_SECONDS * 2**retries)
     delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
-    return max(delay, retry_after or 0.0)
+    return min(max(delay, retry_after or 0.0), cap)
 
 
 def _dead_letter(task: Task, attempt_id: int, last_error: str) -> None:

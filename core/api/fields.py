@@ -86,6 +86,17 @@ class AmountField(serializers.IntegerField):
         return int(super().to_internal_value(data))
 
 
+class ChoiceField(serializers.ChoiceField):
+    """One of `choices`. A refusal names the choices and does not echo the input (DRF's
+    does, and a lone surrogate in it cannot be written as UTF-8: a 500)."""
+
+    def __init__(self, *, choices: list[str], **kwargs: Any):
+        kwargs.setdefault(
+            "error_messages", {"invalid_choice": f"must be one of {', '.join(choices)}"}
+        )
+        super().__init__(choices=choices, **kwargs)
+
+
 class CurrencyField(serializers.CharField):
     """An ISO 4217 code, accepted in any case, returned upper case."""
 

@@ -5,6 +5,7 @@ from rest_framework import serializers
 from accounts.models import Account, AccountKind, Customer
 from core.api.fields import (
     AmountField,
+    ChoiceField,
     CurrencyField,
     MerchantObjectField,
     MetadataField,
@@ -123,7 +124,7 @@ class PaymentInput(StrictSerializer):
     customer = MerchantObjectField(
         Customer, required=False, help_text="Id of one of your customers (`cus_…`), who pays."
     )
-    capture_method = serializers.ChoiceField(
+    capture_method = ChoiceField(
         choices=CaptureMethod.values,
         required=False,
         help_text="`automatic` (default): captured as soon as authorized; `manual`: "

@@ -183,6 +183,9 @@ def test_a_declined_payment_shows_why(api: ApiClient, wallet: Account) -> None:
         ({"amount": 0}, 400, "amount", None),
         ({"amount": "100"}, 400, "amount", None),
         ({"capture_method": "soon"}, 400, "capture_method", None),
+        # Not echoed in the error: a lone surrogate cannot be written as UTF-8.
+        ({"capture_method": "\ud800"}, 400, "capture_method", None),
+        ({"capture_method": ["manual"]}, 400, "capture_method", None),
         ({"status": "succeeded"}, 400, "status", "parameter_unknown"),
         ({"destination_account": "acct_nothing"}, 404, "destination_account", None),
         ({"customer": "cus_nothing"}, 404, "customer", None),

@@ -14,13 +14,13 @@ from django.test import Client
 from django.urls import reverse
 from pytest_django.fixtures import Settings
 
-from accounts.models import Account
+from accounts.models import Account, AccountStatus
 from audit.models import AuditLog, DeadLetter, DeadLetterStatus
 from audit.services import dead_letter_retry
 from ledger.models import LedgerEntry
 from payments import tasks
 from payments.models import AttemptStatus, Payment, PaymentAttempt, PaymentStatus
-from payments.payments import payment_create
+from payments.payments import payment_cancel, payment_capture, payment_create
 from payments.providers import transport
 from payments.providers.circuit import circuit_force
 from payments.providers.registry import PROVIDERS, adapter_get, adapters_reset
@@ -222,3 +222,108 @@ def test_dead_letters_are_retried_from_the_admin(
         {"action": "retry_selected", "_selected_action": [dead_letter.pk]},
     )
     assert AuditLog.objects.filter(action="dead_letter.retried").count() == 1
+
+
+def test_a_cancel_the_provider_shows_captured_books_the_capture_not_a_cancel(
+    wallet: Account, simulator_admin: httpx.Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A cancel whose outcome the janitor learns: the provider shows the payment captured
+    (by a capture we never recorded), not canceled. The money was taken: the cancel failed
+    and the capture is booked, never the payment canceled with nothing posted."""
+    assert wallet.merchant is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        payment = payment_create(
+            merchant=wallet.merchant,
+            destination=wallet,
+            amount=5_000,
+            currency="USD",
+            payment_method="pm_card_visa",
+            capture_method="manual",
+        )
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.REQUIRES_CAPTURE
+    captured = adapter_get("stripe").capture(
+        idempotency_key="att_made_at_the_provider",
+        reference=payment.provider_reference,
+        amount=5_000,
+        currency="USD",
+    )
+    assert captured.status == "succeeded"
+    with django_capture_on_commit_callbacks(execute=False):  # its task never ran
+        payment_cancel(payment=payment)
+
+    tasks.recover_attempts.delay()
+
+    payment.refresh_from_db()
+    cancel = PaymentAttempt.objects.get(payment=payment, kind="cancel")
+    assert (cancel.status, cancel.failure_code) == (AttemptStatus.FAILED, "payment_captured")
+    assert (payment.status, payment.amount_captured) == (PaymentStatus.SUCCEEDED, 5_000)
+    assert LedgerEntry.objects.filter(account=wallet).get().amount == 5_000
+    assert invariant_violations() == {}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("operation", ["capture", "cancel"])
+def test_an_authorization_the_provider_released_ends_the_payment_canceled(
+    wallet: Account,
+    simulator_admin: httpx.Client,
+    django_capture_on_commit_callbacks: Any,
+    operation: str,
+    provider: str,
+) -> None:
+    """The provider released the authorization on its own (its capture window ended
+    before our capture_before): a capture or cancel it refuses for the payment's state is
+    not left declined with the payment requiring capture for ever (and the deadline task
+    asking a cancel again at every run); the payment's state at the provider decides."""
+    assert wallet.merchant is not None
+    wallet.merchant.default_provider = provider
+    with django_capture_on_commit_callbacks(execute=True):
+        payment = payment_create(
+            merchant=wallet.merchant,
+            destination=wallet,
+            amount=5_000,
+            currency="USD",
+            payment_method="pm_card_visa",
+            capture_method="manual",
+        )
+    payment.refresh_from_db()
+    assert payment.provider == provider
+    released = adapter_get(provider).cancel(
+        idempotency_key="att_released_by_the_provider", reference=payment.provider_reference
+    )
+    assert released.status == "succeeded"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        if operation == "capture":
+            payment_capture(payment=payment)
+        else:
+            payment_cancel(payment=payment)
+
+    payment.refresh_from_db()
+    attempt = PaymentAttempt.objects.get(payment=payment, kind=operation)
+    assert attempt.is_final
+    assert payment.status == PaymentStatus.CANCELED
+    assert not LedgerEntry.objects.filter(account=wallet).exists()
+
+
+def test_a_dead_letter_of_a_charge_that_could_not_be_posted_is_resolved_when_it_is(
+    wallet: Account, simulator_admin: httpx.Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The provider charged, the posting was refused (the destination frozen): a dead
+    letter. Once the account is active again the janitor posts the charge, and the dead
+    letter no longer asks an operator for anything."""
+    payment = _unsent_payment(wallet, django_capture_on_commit_callbacks)
+    attempt = PaymentAttempt.objects.get(payment=payment)
+    Account.objects.filter(pk=wallet.pk).update(status=AccountStatus.FROZEN)
+    assert tasks.run_attempt.delay(attempt.pk).get() == "dead_letter"
+    dead_letter = DeadLetter.objects.get(object_id=attempt.public_id)
+    assert dead_letter.status == DeadLetterStatus.OPEN
+
+    Account.objects.filter(pk=wallet.pk).update(status=AccountStatus.ACTIVE)
+    assert tasks.recover_attempts.delay().get() == 1
+
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.SUCCEEDED
+    assert _charges(simulator_admin, attempt.public_id) == 1
+    dead_letter.refresh_from_db()
+    assert dead_letter.status == DeadLetterStatus.RESOLVED

@@ -3,6 +3,7 @@ copy of it), the attempt's immutability once final, and the fee formula."""
 
 from datetime import timedelta
 from itertools import product
+from typing import Any
 
 import pytest
 from django.db import DatabaseError, IntegrityError, transaction
@@ -24,6 +25,7 @@ from payments.models import (
     PaymentStatus,
 )
 from payments.providers.registry import PROVIDERS
+from payments.tasks import retry_delay
 from payments.transitions import TRANSITIONS, payment_transition
 from tests.factories import AccountFactory, MerchantFactory
 
@@ -201,3 +203,15 @@ def test_pricing_changes_are_audited_with_what_they_replace() -> None:
 
 def test_a_merchant_can_name_exactly_the_providers_there_are() -> None:
     assert set(PaymentProvider.values) == set(PROVIDERS)
+
+
+@pytest.mark.parametrize("retry_after", [float("inf"), 1e12, 3_600.0])
+def test_the_task_waits_at_most_its_backoff_cap_whatever_the_provider_says(
+    settings: Any, retry_after: float
+) -> None:
+    """A provider's Retry-After is waited for, up to the task's cap: an endless or absurd
+    one (`inf`, 10^12 s) made a countdown Celery could not schedule (OverflowError), or a
+    task held in a worker for years."""
+    settings.PAYMENT_TASK_BACKOFF_MAX_SECONDS = 300
+    assert retry_delay(0, retry_after) == 300
+    assert retry_delay(0, 5.0) >= 5.0

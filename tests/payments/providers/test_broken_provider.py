@@ -12,8 +12,14 @@ from typing import Any
 
 import pytest
 
+from accounts.models import Merchant
+from ledger.models import LedgerEntry
+from payments.attempts import attempts_recover_due
+from payments.models import AttemptStatus, PaymentAttempt, PaymentStatus
+from payments.payments import payment_create
 from payments.providers.base import OperationKind, ResultStatus, SettlementReportError
 from payments.providers.registry import adapter_get
+from tests.factories import AccountFactory
 from tests.payments.providers.conftest import OutsideWorld, json_answer
 from tests.payments.providers.test_adapters import authorize, new_key
 
@@ -189,3 +195,94 @@ def test_a_malformed_settlement_report_is_a_clear_error(
     outside_world.answer = lambda *request: (200, [("Content-Type", "text/csv")], report)
     with pytest.raises(SettlementReportError, match=complaint):
         adapter_get(provider).settlement_report(date=datetime.date(2026, 12, 7))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("provider", ["stripe", "adyen"])
+@pytest.mark.parametrize(("amount", "currency"), [(1, "USD"), (5_000, "EUR")])
+def test_the_janitor_books_no_answer_about_another_amount_or_currency(
+    outside_world: OutsideWorld,
+    settings: Any,
+    provider: str,
+    amount: int,
+    currency: str,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """What the janitor learns by retrieve is checked as a call's answer is: a payment of
+    5,000 USD the provider shows as another amount or currency stays processing, its
+    attempt unknown (`amount_mismatch`), and nothing is posted."""
+    settings.PAYMENT_RECOVERY_AFTER_SECONDS = 0
+    wallet = AccountFactory.create(currency="USD")
+    assert wallet.merchant is not None
+    Merchant.objects.filter(pk=wallet.merchant.pk).update(default_provider=provider)
+    wallet.merchant.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=False):  # the task never ran
+        payment = payment_create(
+            merchant=wallet.merchant,
+            destination=wallet,
+            amount=5_000,
+            currency="USD",
+            payment_method="pm_card_visa",
+        )
+    attempt = PaymentAttempt.objects.get(payment=payment)
+    found = PAYMENTS[provider](amount, currency.lower() if provider == "stripe" else currency)
+    found["metadata"] = {"moneta_attempt": attempt.public_id}
+    found["merchantReference"] = attempt.public_id
+    outside_world.answer = lambda *request: json_answer(
+        {"object": "search_result", "data": [found]} if provider == "stripe" else {"data": [found]}
+    )
+
+    assert attempts_recover_due() == 0
+
+    payment.refresh_from_db()
+    attempt.refresh_from_db()
+    assert payment.status == PaymentStatus.PROCESSING
+    assert (attempt.status, attempt.failure_code) == (AttemptStatus.UNKNOWN, "amount_mismatch")
+    assert payment.ledger_transaction is None
+    assert not LedgerEntry.objects.filter(account=wallet).exists()
+
+
+ERRORS: dict[str, dict[str, Any]] = {
+    "stripe": {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "message": "No such payment_intent.",
+        }
+    },
+    "adyen": {"status": 404, "errorCode": "resource_missing", "message": "Not found."},
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("provider", ["stripe", "adyen"])
+def test_a_retrieve_the_provider_refuses_fails_no_payment(
+    outside_world: OutsideWorld,
+    settings: Any,
+    provider: str,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The janitor asks what became of a charge and the provider refuses the question (a
+    4xx error answer): that is no decline of the charge, which may well have been made.
+    The payment stays processing, its attempt unknown, never failed."""
+    settings.PAYMENT_RECOVERY_AFTER_SECONDS = 0
+    wallet = AccountFactory.create(currency="USD")
+    assert wallet.merchant is not None
+    Merchant.objects.filter(pk=wallet.merchant.pk).update(default_provider=provider)
+    wallet.merchant.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=False):  # the task never ran
+        payment = payment_create(
+            merchant=wallet.merchant,
+            destination=wallet,
+            amount=5_000,
+            currency="USD",
+            payment_method="pm_card_visa",
+        )
+    outside_world.answer = lambda *request: json_answer(ERRORS[provider], status=404)
+
+    attempts_recover_due()
+
+    payment.refresh_from_db()
+    attempt = PaymentAttempt.objects.get(payment=payment)
+    assert payment.status == PaymentStatus.PROCESSING
+    assert attempt.status == AttemptStatus.UNKNOWN
