@@ -115,11 +115,12 @@ end
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """How to start the Celery worker: its pool (prefork, threads, solo), concurrency and
-    prefetch multiplier."""
+    """How to start the Celery worker: its pool (threads, prefork, solo), concurrency and
+    prefetch multiplier. Threads: the task mostly waits (on PostgreSQL, on the provider),
+    and a thread pool costs a third of prefork's CPU a payment (docs/benchmarks.md)."""
 
-    pool: str = "prefork"
-    concurrency: int = 2
+    pool: str = "threads"
+    concurrency: int = 8
     prefetch: int = 4
 
 
@@ -240,6 +241,9 @@ def process_env(*, broker: str, simulator_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url(connection.settings_dict),
         "REDIS_URL": broker,
         "CELERY_EAGER": "false",
+        # DEBUG (the demo's default) keeps every query in memory and costs the worker a
+        # third more CPU a task.
+        "DEBUG": "false",
         "PROVIDER_SIMULATOR_URL": simulator_url,
         "API_KEY_HASH_SECRET": settings.API_KEY_HASH_SECRET,
     }
@@ -605,6 +609,46 @@ def worker_problems(worker: Process) -> list[str]:
     return [line for line in lines if any(p in line for p in _WORKER_LOG_PROBLEMS)]
 
 
+# --- where the CPU goes ---------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int, stat: str) -> float:
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_group(groups: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by the live processes of each process group (by name), and
+    by every PostgreSQL process (`postgres`: the whole cluster, whoever's database)."""
+    used = dict.fromkeys([*groups, "postgres"], 0.0)
+    names = {pgid: name for name, pgid in groups.items()}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue
+        command, rest = stat.split(" (", 1)[1].rsplit(")", 1)
+        group = int(rest.split()[2])
+        if group in names:
+            used[names[group]] += _cpu_seconds(int(entry), stat)
+        elif command == "postgres":
+            used["postgres"] += _cpu_seconds(int(entry), stat)
+    return used
+
+
+def cpu_split_line(
+    before: dict[str, float], after: dict[str, float], wall: float, payments: int
+) -> str:
+    """Each part's CPU per payment and its share of one core over `wall` seconds."""
+    parts = []
+    for name in after:
+        seconds = after[name] - before.get(name, 0.0)
+        per = f"{1000 * seconds / payments:.2f} ms" if payments else "-"
+        parts.append(f"{name} {per} ({100 * seconds / wall:.0f}%)")
+    return "CPU a payment, load start to drained (share of one core): " + ", ".join(parts)
+
+
 # --- the whole run ------------------------------------------------------------------------
 
 
@@ -626,7 +670,7 @@ def bench_run(options: PaymentsBenchOptions, write: Callable[[str], None]) -> li
     headers = {"Authorization": f"Bearer {bench.secret}"}
     with contextlib.ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_payments-")))
-        simulator_url, _ = stack.enter_context(simulator_running(directory))
+        simulator_url, simulator = stack.enter_context(simulator_running(directory))
         env = process_env(broker=options.broker, simulator_url=simulator_url)
         worker = stack.enter_context(worker_running(options.worker, env, directory))
         write(
@@ -655,6 +699,9 @@ def bench_run(options: PaymentsBenchOptions, write: Callable[[str], None]) -> li
             base_url = server.url
             processes, threads = server.log.shape()
             write(f"server: uWSGI via bin/serve on {base_url}, {processes} × {threads} threads")
+        groups = {"server": server.process.pid} if server is not None else {}
+        groups.update(worker=worker.process.pid, simulator=simulator.process.pid)
+        cpu_before, began_load = cpu_by_group(groups), time.monotonic()
         before = cpu_sample(server)
         if options.client == WRK:
             acceptance = _wrk_load(options, base_url, bench)
@@ -662,6 +709,7 @@ def bench_run(options: PaymentsBenchOptions, write: Callable[[str], None]) -> li
             acceptance = asyncio.run(_httpx_load(options, base_url, bench))
         after = cpu_sample(server)
         drained_in = drain(bench.merchant, options.drain)
+        cpu_after, load_wall = cpu_by_group(groups), time.monotonic() - began_load
         result = settlement(bench.merchant, drained_in)
         charges = simulator_charges(simulator_url)
         problems = server.log.problems() if server is not None else []
@@ -684,6 +732,7 @@ def bench_run(options: PaymentsBenchOptions, write: Callable[[str], None]) -> li
         + ", ".join(f"{k} {v}" for k, v in sorted(result.by_status.items()))
     )
     write(cpu_line(before, after, stats.count))
+    write(cpu_split_line(cpu_before, cpu_after, load_wall, stats.count))
     accepted_met = (
         acceptance.per_second >= BAR_ACCEPTED_PER_SECOND
         and stats.percentile_ms(0.99) < BAR_ACCEPTED_P99_MS

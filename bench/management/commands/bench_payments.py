@@ -88,15 +88,16 @@ class Command(AuditedCommand):
         )
         parser.add_argument(
             "--worker-pool",
-            choices=("prefork", "threads", "solo"),
-            default="prefork",
-            help="the Celery worker's pool (prefork)",
+            choices=("threads", "prefork", "solo"),
+            default="threads",
+            help="the Celery worker's pool (threads: a third of prefork's CPU a payment, "
+            "see docs/benchmarks.md)",
         )
         parser.add_argument(
             "--worker-concurrency",
             type=_positive_int,
-            default=2,
-            help="the worker's processes or threads (2)",
+            default=8,
+            help="the worker's threads or processes (8)",
         )
         parser.add_argument(
             "--worker-prefetch",
