@@ -617,23 +617,28 @@ def _cpu_seconds(pid: int, stat: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_by_group(groups: dict[str, int]) -> dict[str, float]:
+def cpu_by_group(groups: dict[str, int], database: str) -> dict[str, float]:
     """CPU seconds used so far by the live processes of each process group (by name), and
-    by every PostgreSQL process (`postgres`: the whole cluster, whoever's database)."""
+    by the PostgreSQL backends connected to `database` (`postgres`: a backend's command
+    line names its database; the cluster's own processes and other databases' backends
+    are left out)."""
     used = dict.fromkeys([*groups, "postgres"], 0.0)
     names = {pgid: name for name, pgid in groups.items()}
+    backend = f" {database} ".encode()
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{entry}/stat") as stat_file:
                 stat = stat_file.read()
-        except OSError:
+            command, rest = stat.split(" (", 1)[1].rsplit(")", 1)
+            group = int(rest.split()[2])
+            if group in names:
+                used[names[group]] += _cpu_seconds(int(entry), stat)
+            elif command == "postgres":
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    if backend in cmdline.read():
+                        used["postgres"] += _cpu_seconds(int(entry), stat)
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
             continue
-        command, rest = stat.split(" (", 1)[1].rsplit(")", 1)
-        group = int(rest.split()[2])
-        if group in names:
-            used[names[group]] += _cpu_seconds(int(entry), stat)
-        elif command == "postgres":
-            used["postgres"] += _cpu_seconds(int(entry), stat)
     return used
 
 
@@ -701,7 +706,8 @@ def bench_run(options: PaymentsBenchOptions, write: Callable[[str], None]) -> li
             write(f"server: uWSGI via bin/serve on {base_url}, {processes} × {threads} threads")
         groups = {"server": server.process.pid} if server is not None else {}
         groups.update(worker=worker.process.pid, simulator=simulator.process.pid)
-        cpu_before, began_load = cpu_by_group(groups), time.monotonic()
+        database = str(connection.settings_dict["NAME"])
+        cpu_before, began_load = cpu_by_group(groups, database), time.monotonic()
         before = cpu_sample(server)
         if options.client == WRK:
             acceptance = _wrk_load(options, base_url, bench)
@@ -709,7 +715,7 @@ def bench_run(options: PaymentsBenchOptions, write: Callable[[str], None]) -> li
             acceptance = asyncio.run(_httpx_load(options, base_url, bench))
         after = cpu_sample(server)
         drained_in = drain(bench.merchant, options.drain)
-        cpu_after, load_wall = cpu_by_group(groups), time.monotonic() - began_load
+        cpu_after, load_wall = cpu_by_group(groups, database), time.monotonic() - began_load
         result = settlement(bench.merchant, drained_in)
         charges = simulator_charges(simulator_url)
         problems = server.log.problems() if server is not None else []
