@@ -23,7 +23,11 @@ from tests.payments.integration.conftest import (
     wait_for_status,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("worker"),
+    pytest.mark.slow,
+]
 
 # SPEC §4.6: the payment's end state, and for a decline its class and code.
 OUTCOMES = {
