@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import redis
 from celery import Celery
 from django.conf import settings
 from django.db import connection
@@ -661,8 +662,26 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+def queued_tasks(broker: str) -> int:
+    """Tasks waiting in the broker's default queue (Celery's `celery` list in Redis)."""
+    client = redis.Redis.from_url(broker, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        return int(client.llen("celery"))
+    except redis.RedisError as error:
+        raise BenchError(f"the broker {broker} does not answer: {error}") from error
+    finally:
+        client.close()
+
+
 def bench_run(options: PaymentsBenchOptions, write: Callable[[str], None]) -> list[str]:
     """Start what is needed, load, drain, report, check. Returns the violations."""
+    waiting = queued_tasks(options.broker)
+    if waiting:
+        # The bench's worker would run them too, and charge their CPU to the bench.
+        raise BenchError(
+            f"the broker {options.broker} already holds {waiting} tasks: give the bench a "
+            "Redis database of its own (--broker), or let a worker finish them"
+        )
     began = timezone.now()
     bench = bench_merchant_create(options.provider)
     pace = f"paced at {options.rate:g} payments/s" if options.rate else "closed loop"

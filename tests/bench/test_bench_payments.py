@@ -8,7 +8,9 @@ from io import StringIO
 from typing import Any
 
 import pytest
+import redis
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from bench.payments import BenchMerchant, Charges, bench_merchant_create, settled_once_violations
 from payments.models import Payment, PaymentStatus
@@ -138,3 +140,15 @@ def test_a_lost_or_unfinished_payment_is_a_violation(
     assert violations[0] == "3 payments answered 202, but 2 exist"
     assert violations[1].startswith("1 payments did not end as their method says, e.g. ")
     assert f"{stuck.public_id} (pm_card_visa) processing" in violations[1]
+
+
+@pytest.mark.django_db
+def test_a_broker_with_tasks_waiting_is_refused() -> None:
+    client = redis.Redis.from_url(BROKER_URL)
+    client.rpush("celery", "a task of someone else's")
+    try:
+        with pytest.raises(CommandError, match="already holds 1 tasks"):
+            call_command("bench_payments", "--broker", BROKER_URL, stdout=StringIO())
+    finally:
+        client.delete("celery")
+        client.close()
