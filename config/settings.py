@@ -201,6 +201,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # (PAYMENT_RECOVERY_AFTER_SECONDS) asks the provider and finishes it.
 BROKER_VISIBILITY_TIMEOUT_SECONDS = env.int("BROKER_VISIBILITY_TIMEOUT_SECONDS", default=3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT_SECONDS}
+# Celery's Django fixup closes every database connection before and after each task
+# unless this is set, and then only every this many tasks: config/celery.py closes the
+# connections that are unusable or past DATABASE_CONN_MAX_AGE instead, as Django does per
+# request, and the worker keeps its PostgreSQL sessions between tasks.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": timedelta(minutes=1)},
     "purge-idempotency-keys": {

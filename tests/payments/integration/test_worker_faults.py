@@ -17,7 +17,7 @@ from tests.payments.integration.conftest import (
     wait_for_status,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -21,7 +21,7 @@ from tests.payments.integration.conftest import (
     wait_for_status,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 LATENCY_MS = 1_000  # the simulator's delay on each call while the worker is killed
 TAKEN = re.compile(r"run_attempt\[(\S+)\] received")

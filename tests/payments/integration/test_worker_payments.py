@@ -2,10 +2,12 @@
 cancel, the authorization deadline and failover, through a real worker and the simulator
 over HTTP."""
 
+import time
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from ledger.models import LedgerTransaction, LedgerTransactionKind
 from payments import tasks
@@ -23,7 +25,11 @@ from tests.payments.integration.conftest import (
     wait_for_status,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("worker"),
+    pytest.mark.slow,
+]
 
 # SPEC §4.6: the payment's end state, and for a decline its class and code.
 OUTCOMES = {
@@ -158,3 +164,36 @@ def test_a_new_payment_fails_over_while_the_default_providers_circuit_is_open(
         == 2
     )
     assert_reconciled()
+
+
+def _sessions_opened() -> int:
+    """Sessions PostgreSQL has opened on the test database so far, once its statistics
+    stop moving (backends report them within about a second)."""
+    last, steady_since = -1, time.monotonic()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            )
+            (now,) = cursor.fetchone()
+        if now != last:
+            last, steady_since = now, time.monotonic()
+        elif time.monotonic() - steady_since >= 1.5:
+            return int(now)
+        time.sleep(0.25)
+    pytest.fail(f"PostgreSQL's session count did not settle (last {last})")
+
+
+def test_the_worker_keeps_its_database_sessions_between_tasks(
+    merchant_of: MakeMerchant, worker: Worker
+) -> None:
+    merchant, wallet = merchant_of("stripe")
+    before = _sessions_opened()
+
+    payments = [pay(merchant, wallet) for _ in range(12)]
+
+    wait_for_status(payments, PaymentStatus.SUCCEEDED, worker)
+    # At most one per thread of the worker (4), not one or two per task (Celery's own
+    # Django fixup closes every connection around every task unless told not to).
+    assert _sessions_opened() - before <= 4
