@@ -8,10 +8,10 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import connection
 
+from audit.management import AuditedCommand
 from bench import api as api_benchmark
 from bench import payments as payments_benchmark
 from bench.management.commands.bench_api import _env_pair, _positive_int
-from core.management import AuditedCommand
 from payments.providers.registry import PROVIDERS
 
 
