@@ -147,7 +147,7 @@ def test_a_broker_with_tasks_waiting_is_refused() -> None:
     client = redis.Redis.from_url(BROKER_URL)
     client.rpush("celery", "a task of someone else's")
     try:
-        with pytest.raises(CommandError, match="already holds 1 tasks"):
+        with pytest.raises(CommandError, match=r"already holds \d+ tasks"):
             call_command("bench_payments", "--broker", BROKER_URL, stdout=StringIO())
     finally:
         client.delete("celery")

@@ -1,5 +1,6 @@
 """The scheduled hold expiry, run by a real Celery worker that takes the task from Redis."""
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +49,10 @@ def worker(settings: Settings) -> Iterator[None]:
         with start_worker(app, pool="solo", perform_ping_check=False):
             yield
     finally:
+        # The worker's thread kept its database connection between tasks, as workers do
+        # (config/celery.py); freed with the thread's locals here, not at exit, so that the
+        # test database can be dropped.
+        gc.collect()
         app.conf.update(saved)
         _drop_broker_connections()
         root_logger.setLevel(saved_logging[0])

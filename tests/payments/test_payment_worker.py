@@ -1,6 +1,7 @@
 """A payment through the API, a real Celery worker that takes the task from Redis (and
 retries it through the broker), and the provider simulator over HTTP."""
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -62,6 +63,10 @@ def worker(settings: Settings, simulator_url: str) -> Iterator[None]:
         with start_worker(app, pool="solo", perform_ping_check=False):
             yield
     finally:
+        # The worker's thread kept its database connection between tasks, as workers do
+        # (config/celery.py); freed with the thread's locals here, not at exit, so that the
+        # test database can be dropped.
+        gc.collect()
         app.conf.update(saved)
         _drop_broker_connections()
         root_logger.setLevel(saved_logging[0])
