@@ -242,7 +242,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Moneta API",
     "DESCRIPTION": (
-        "Accounts, balances, ledger entries, transfers and events of one merchant.\n\n"
+        "Accounts, balances, ledger entries, transfers, FX quotes, payments and events of one "
+        "merchant.\n\n"
         "Authenticate with `Authorization: Bearer <api key>`. Amounts are integers in the "
         "currency's minor units (1 to 10^12); currencies are ISO 4217 codes in any case, "
         "returned upper case. Request bodies are JSON objects; unknown fields are refused. "

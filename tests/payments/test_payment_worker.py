@@ -1,20 +1,14 @@
 """A payment through the API, a real Celery worker that takes the task from Redis (and
 retries it through the broker), and the provider simulator over HTTP."""
 
-import gc
-import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import kombu.pools
 import pytest
-from celery.contrib.testing.worker import start_worker
 from pytest_django.fixtures import Settings
 
 from accounts.api_keys import api_key_create
-from config.celery import app
 from payments.models import AttemptStatus, Payment, PaymentAttempt, PaymentStatus
 from payments.providers.registry import adapters_reset
 from simulator.config import SimulatorConfig
@@ -22,18 +16,13 @@ from tests.api.helpers import ApiClient
 from tests.factories import AccountFactory, MerchantFactory
 from tests.invariants import invariant_violations
 from tests.simulator.servers import running
+from tests.workers import embedded_worker, wait_until
 
 # Database 9 keeps this worker's queue apart from anyone else's on the same Redis.
 BROKER_URL = "redis://127.0.0.1:6379/9"
 TIMEOUT_SECONDS = 30
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _drop_broker_connections() -> None:
-    kombu.pools.reset()
-    app._pool = None  # type: ignore[attr-defined]
-    app.amqp._producer_pool = None  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -50,35 +39,8 @@ def simulator_url(settings: Settings, tmp_path: Any) -> Iterator[str]:
 
 @pytest.fixture
 def worker(settings: Settings, simulator_url: str) -> Iterator[None]:
-    """A solo-pool worker in a thread, consuming from Redis; the app is restored after."""
-    saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url")}
-    root_logger = logging.getLogger()  # the embedded worker reconfigures it
-    saved_logging = (root_logger.level, list(root_logger.handlers))
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    settings.REDIS_URL = settings.CELERY_BROKER_URL = BROKER_URL
-    app.conf.update(task_always_eager=False, broker_url=BROKER_URL)
-    _drop_broker_connections()
-    app.control.purge()
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False):
-            yield
-    finally:
-        # The worker's thread kept its database connection between tasks, as workers do
-        # (config/celery.py); freed with the thread's locals here, not at exit, so that the
-        # test database can be dropped.
-        gc.collect()
-        app.conf.update(saved)
-        _drop_broker_connections()
-        root_logger.setLevel(saved_logging[0])
-        root_logger.handlers[:] = saved_logging[1]
-
-
-def _wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + TIMEOUT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"the worker did not get there within {TIMEOUT_SECONDS}s")
-        time.sleep(0.1)
+    with embedded_worker(settings, BROKER_URL):
+        yield
 
 
 @pytest.mark.usefixtures("worker")
@@ -108,7 +70,7 @@ def test_a_worker_charges_once_through_a_provider_error(simulator_url: str) -> N
             public_id__in=ids.values(), status=PaymentStatus.PROCESSING
         ).exists()
 
-    _wait_until(ended)
+    wait_until(ended, seconds=TIMEOUT_SECONDS)
     statuses = dict(
         Payment.objects.filter(public_id__in=ids.values()).values_list("public_id", "status")
     )

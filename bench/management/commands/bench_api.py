@@ -9,20 +9,7 @@ from django.db import connection
 
 from audit.management import AuditedCommand
 from bench import api as api_benchmark
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
-
-
-def _env_pair(value: str) -> tuple[str, str]:
-    name, sep, setting = value.partition("=")
-    if not sep or not name:
-        raise ValueError(value)
-    return name, setting
+from bench.management.arguments import bench_report, env_pair, positive_int
 
 
 class Command(AuditedCommand):
@@ -44,23 +31,23 @@ class Command(AuditedCommand):
             help="transfers, balances, or mixed: 1 transfer per 5 balance reads (wrk: 1 connection "
             "in 6 sends transfers) (mixed)",
         )
-        parser.add_argument("--clients", type=_positive_int, default=8, help="clients (8)")
+        parser.add_argument("--clients", type=positive_int, default=8, help="clients (8)")
         parser.add_argument("--seconds", type=float, default=15.0, help="timed run (15)")
         parser.add_argument("--warmup", type=float, default=2.0, help="untimed warm-up (2)")
         parser.add_argument(
-            "--accounts", type=_positive_int, default=100, help="bench accounts (100)"
+            "--accounts", type=positive_int, default=100, help="bench accounts (100)"
         )
         parser.add_argument(
             "--url", help="an already running server using this database (none: start one)"
         )
         parser.add_argument(
             "--workers",
-            type=_positive_int,
+            type=positive_int,
             help="uWSGI worker processes: WEB_CONCURRENCY for bin/serve (its default: cores + 1)",
         )
         parser.add_argument(
             "--threads",
-            type=_positive_int,
+            type=positive_int,
             help="threads per worker process: SERVER_THREADS for bin/serve (its default: 1)",
         )
         parser.add_argument(
@@ -70,7 +57,7 @@ class Command(AuditedCommand):
         )
         parser.add_argument(
             "--server-env",
-            type=_env_pair,
+            type=env_pair,
             action="append",
             default=[],
             metavar="NAME=VALUE",
@@ -127,14 +114,9 @@ class Command(AuditedCommand):
             client=options["client"],
             verbose=options["verbosity"] >= 2,
         )
-        try:
-            violations = api_benchmark.bench_run(bench_options, self.stdout.write)
-        except api_benchmark.BenchError as error:
-            raise CommandError(str(error)) from error
-        except KeyboardInterrupt:
-            self.stderr.write("bench_api: interrupted; the server it started is stopped")
-            raise SystemExit(130) from None
-        if violations:
-            for line in violations:
-                self.stderr.write(f"  {line}")
-            raise CommandError(f"bench_api: {len(violations)} violations (listed above)")
+        bench_report(
+            name="bench_api",
+            run=lambda: api_benchmark.bench_run(bench_options, self.stdout.write),
+            stderr=self.stderr,
+            interrupted="the server it started is stopped",
+        )

@@ -11,7 +11,7 @@ from django.db import connection
 from audit.management import AuditedCommand
 from bench import api as api_benchmark
 from bench import payments as payments_benchmark
-from bench.management.commands.bench_api import _env_pair, _positive_int
+from bench.management.arguments import bench_report, env_pair, positive_int
 from payments.providers.registry import PROVIDERS
 
 
@@ -36,7 +36,7 @@ class Command(AuditedCommand):
 
     def add_arguments(self, parser: Any) -> None:
         super().add_arguments(parser)
-        parser.add_argument("--clients", type=_positive_int, default=16, help="clients (16)")
+        parser.add_argument("--clients", type=positive_int, default=16, help="clients (16)")
         parser.add_argument("--seconds", type=_positive_float, default=20.0, help="load (20)")
         parser.add_argument(
             "--rate",
@@ -73,14 +73,14 @@ class Command(AuditedCommand):
             "and --broker as its REDIS_URL (none: start one)",
         )
         parser.add_argument(
-            "--workers", type=_positive_int, help="uWSGI processes (bin/serve's default)"
+            "--workers", type=positive_int, help="uWSGI processes (bin/serve's default)"
         )
         parser.add_argument(
-            "--threads", type=_positive_int, help="threads per uWSGI process (bin/serve's)"
+            "--threads", type=positive_int, help="threads per uWSGI process (bin/serve's)"
         )
         parser.add_argument(
             "--server-env",
-            type=_env_pair,
+            type=env_pair,
             action="append",
             default=[],
             metavar="NAME=VALUE",
@@ -95,13 +95,13 @@ class Command(AuditedCommand):
         )
         parser.add_argument(
             "--worker-concurrency",
-            type=_positive_int,
+            type=positive_int,
             default=8,
             help="the worker's threads or processes (8)",
         )
         parser.add_argument(
             "--worker-prefetch",
-            type=_positive_int,
+            type=positive_int,
             default=4,
             help="the worker's prefetch multiplier (4)",
         )
@@ -146,14 +146,9 @@ class Command(AuditedCommand):
             client=options["client"],
             verbose=options["verbosity"] >= 2,
         )
-        try:
-            violations = payments_benchmark.bench_run(bench_options, self.stdout.write)
-        except api_benchmark.BenchError as error:
-            raise CommandError(str(error)) from error
-        except KeyboardInterrupt:
-            self.stderr.write("bench_payments: interrupted; the processes it started are stopped")
-            raise SystemExit(130) from None
-        if violations:
-            for line in violations:
-                self.stderr.write(f"  {line}")
-            raise CommandError(f"bench_payments: {len(violations)} violations (listed above)")
+        bench_report(
+            name="bench_payments",
+            run=lambda: payments_benchmark.bench_run(bench_options, self.stdout.write),
+            stderr=self.stderr,
+            interrupted="the processes it started are stopped",
+        )

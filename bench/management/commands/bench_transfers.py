@@ -9,13 +9,7 @@ from django.utils import timezone
 
 from audit.management import AuditedCommand
 from bench import transfers as benchmark
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
+from bench.management.arguments import positive_int
 
 
 class Command(AuditedCommand):
@@ -28,11 +22,9 @@ class Command(AuditedCommand):
 
     def add_arguments(self, parser: Any) -> None:
         super().add_arguments(parser)
-        parser.add_argument("--workers", type=_positive_int, default=4, help="processes (4)")
+        parser.add_argument("--workers", type=positive_int, default=4, help="processes (4)")
         parser.add_argument("--seconds", type=float, default=20.0, help="per run (20)")
-        parser.add_argument(
-            "--accounts", type=_positive_int, default=20, help="bench accounts (20)"
-        )
+        parser.add_argument("--accounts", type=positive_int, default=20, help="bench accounts (20)")
         parser.add_argument(
             "--hot",
             action="store_true",

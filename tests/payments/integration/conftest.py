@@ -15,14 +15,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import kombu.pools
 import pytest
 import redis
 from django.conf import settings
@@ -32,7 +30,6 @@ from pytest_django.fixtures import Settings
 from accounts.models import Account, Merchant
 from accounts.services import merchant_default_provider_set
 from bench.api import database_url
-from config.celery import app
 from ledger.models import LedgerTransaction, LedgerTransactionKind
 from ledger.reconciliation import reconcile_ledger
 from payments.models import AttemptStatus, Payment, PaymentAttempt, PaymentStatus
@@ -42,6 +39,7 @@ from payments.providers.registry import PROVIDERS
 from tests.factories import AccountFactory, MerchantFactory
 from tests.invariants import invariant_violations
 from tests.servers import free_port
+from tests.workers import tasks_through_broker, wait_until
 
 BROKER_URL = "redis://127.0.0.1:6379/8"
 READ_TIMEOUT = 1.0  # the worker's read timeout for both providers
@@ -140,8 +138,10 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorPro
     url = f"http://127.0.0.1:{port}"
     admin = httpx.Client(base_url=url, timeout=10, trust_env=False)
     try:
-        _wait(
+        wait_until(
             lambda: _answers(admin),
+            seconds=WAIT_SECONDS,
+            interval=0.05,
             what=f"the simulator at {url} to answer",
             seen=lambda: _tail(log),
         )
@@ -235,8 +235,10 @@ class Workers:
             )
         worker = Worker(process, log)
         self.started.append(worker)
-        _wait(
+        wait_until(
             lambda: process.poll() is not None or " ready." in log.read_text(errors="replace"),
+            seconds=WAIT_SECONDS,
+            interval=0.05,
             what="the Celery worker to be ready",
             seen=worker.tail,
         )
@@ -247,13 +249,6 @@ class Workers:
     def stop_all(self) -> None:
         for worker in self.started:
             worker.stop()
-
-
-def _drop_broker_connections() -> None:
-    """Forget pooled connections so the next use of the app connects to its broker."""
-    kombu.pools.reset()
-    app._pool = None  # type: ignore[attr-defined]
-    app.amqp._producer_pool = None  # type: ignore[attr-defined]
 
 
 def _flush_broker() -> None:
@@ -304,30 +299,16 @@ def workers(
 def wired(settings: Settings, simulator: SimulatorProcess) -> Iterator[None]:
     """The test process sends tasks to Redis (not eagerly), routes with the breakers'
     state in the same Redis as the workers, and talks to the same simulator."""
-    saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url")}
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    settings.REDIS_URL = settings.CELERY_BROKER_URL = BROKER_URL
     settings.PROVIDER_SIMULATOR_URL = simulator.url
     settings.PROVIDER_CIRCUIT_STORAGE = "redis"
-    app.conf.update(task_always_eager=False, broker_url=BROKER_URL)
-    _drop_broker_connections()
-    simulator.reset()
-    try:
-        yield
-    finally:
+    with tasks_through_broker(settings, BROKER_URL):
         simulator.reset()
-        for provider in PROVIDERS:
-            circuit_force(provider, state="closed")
-        app.conf.update(saved)
-        _drop_broker_connections()
-
-
-def _wait(condition: Callable[[], Any], *, what: str, seen: Callable[[], str]) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {WAIT_SECONDS:g} s for {what}; seen:\n{seen()}")
-        time.sleep(0.05)
+        try:
+            yield
+        finally:
+            simulator.reset()
+            for provider in PROVIDERS:
+                circuit_force(provider, state="closed")
 
 
 def describe(payments: Iterable[Payment]) -> str:
@@ -356,8 +337,10 @@ def wait_for_status(
         )
         return all(current[p.pk] == wanted(p) for p in payments)
 
-    _wait(
+    wait_until(
         arrived,
+        seconds=WAIT_SECONDS,
+        interval=0.05,
         what=f"payments to become {status}",
         seen=lambda: describe(payments) + ("\n" + worker.tail() if worker else ""),
     )
@@ -370,7 +353,13 @@ def wait_for_attempt(attempt: PaymentAttempt, condition: Callable[[PaymentAttemp
         attempt.refresh_from_db()
         return condition(attempt)
 
-    _wait(check, what=f"attempt {attempt.public_id}", seen=lambda: str(attempt.__dict__))
+    wait_until(
+        check,
+        seconds=WAIT_SECONDS,
+        interval=0.05,
+        what=f"attempt {attempt.public_id}",
+        seen=lambda: str(attempt.__dict__),
+    )
 
 
 def ledger_postings(payment: Payment) -> int:
