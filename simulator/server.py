@@ -109,11 +109,12 @@ class SimulatorServer(ThreadingHTTPServer):
 
     def __init__(self, config: SimulatorConfig, host: str, port: int):
         self.app = SimulatorApp(config)
-        super().__init__((host, port), _Handler)
         self.resets: set[socket.socket] = set()  # connections to close with a reset
         self.resets_lock = threading.Lock()
         self._stop = threading.Event()
         self._deliverer = threading.Thread(target=self._deliver_forever, daemon=True)
+        # Last: a bind that fails calls server_close, which needs the attributes above.
+        super().__init__((host, port), _Handler)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         self._deliverer.start()

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import stripe
 from django.conf import settings
+from django.core.management import CommandError, call_command
 
 from simulator.config import DEFAULT_STRIPE_API_KEY, SimulatorConfig
 from tests.simulator.calls import stripe_pay
@@ -251,3 +252,34 @@ def test_a_bug_is_a_500_and_the_server_goes_on(
 
     assert failed.status_code == 500
     assert (retried.status_code, retried.json()["status"]) == (200, "pending")
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--port", "70000"],
+        ["--port", "-1"],
+        ["--port", "http"],
+        ["--port", "0", "--async-seconds", "-5"],
+        ["--port", "0", "--timeout-seconds", "nan"],
+    ],
+    ids=["port too large", "negative port", "port not a number", "negative", "nan"],
+)
+def test_the_command_refuses_bad_arguments(arguments: list[str]) -> None:
+    with pytest.raises(CommandError, match=r"invalid (port|seconds) value"):
+        call_command("run_provider_simulator", *arguments)
+
+
+def test_the_command_says_when_its_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}"):
+            call_command(
+                "run_provider_simulator",
+                "--port",
+                str(port),
+                "--store",
+                str(tmp_path / "simulator.sqlite3"),
+            )

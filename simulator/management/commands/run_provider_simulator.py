@@ -4,10 +4,24 @@ import logging
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from simulator import config
 from simulator.server import SimulatorServer
+
+
+def port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError(value)
+    return port
+
+
+def seconds(value: str) -> float:
+    seconds = float(value)
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(value)
+    return seconds
 
 
 class Command(BaseCommand):
@@ -18,7 +32,7 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--port", type=int, required=True)
+        parser.add_argument("--port", type=port, required=True, help="0 to 65535 (0: any free)")
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument(
             "--webhook-url",
@@ -27,8 +41,8 @@ class Command(BaseCommand):
             "('' sends none)",
         )
         parser.add_argument("--store", default=config.DEFAULT_STORE, help="the SQLite file")
-        parser.add_argument("--async-seconds", type=float, default=2.0)
-        parser.add_argument("--timeout-seconds", type=float, default=30.0)
+        parser.add_argument("--async-seconds", type=seconds, default=2.0)
+        parser.add_argument("--timeout-seconds", type=seconds, default=30.0)
         parser.add_argument("--stripe-api-key", default=config.DEFAULT_STRIPE_API_KEY)
         parser.add_argument("--stripe-webhook-secret", default=config.DEFAULT_STRIPE_WEBHOOK_SECRET)
         parser.add_argument("--adyen-api-key", default=config.DEFAULT_ADYEN_API_KEY)
@@ -50,7 +64,12 @@ class Command(BaseCommand):
             timeout_seconds=options["timeout_seconds"],
             webhook_url=options["webhook_url"],
         )
-        server = SimulatorServer(settings, options["host"], options["port"])
+        try:
+            server = SimulatorServer(settings, options["host"], options["port"])
+        except OSError as error:
+            raise CommandError(
+                f"cannot listen on {options['host']}:{options['port']}: {error.strerror or error}"
+            ) from error
         # SIGTERM stops it as Ctrl-C does: the socket and the store closed on the way out.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         port = server.server_address[1]
