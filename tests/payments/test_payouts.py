@@ -3,11 +3,13 @@ the hold at creation, `ba_ok` paid and `ba_fail` failed with the balance and ava
 exact afterwards, refusals that write and send nothing, bank tokens only, and the rules
 PostgreSQL holds."""
 
+from io import StringIO
 from itertools import product
 from typing import Any
 
 import httpx
 import pytest
+from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, transaction
 
 from accounts.models import Account, HoldStatus
@@ -191,3 +193,18 @@ def test_postgresql_refuses_a_paid_payout_going_back(
         )
     with pytest.raises(IntegrityError), transaction.atomic():  # a payout attempt's owner
         PaymentAttempt.objects.create(kind=AttemptKind.PAYOUT, provider="stripe", currency="USD")
+
+
+def test_recover_attempts_runs_one_janitor_round_by_hand(
+    wallet: Account, django_capture_on_commit_callbacks: Any
+) -> None:
+    payout = _payout(wallet, django_capture_on_commit_callbacks)
+    output = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("recover_attempts", stdout=output)
+    assert output.getvalue() == "1 attempt ended.\n"
+    payout.refresh_from_db()
+    assert payout.status == PayoutStatus.PAID
+    assert AuditLog.objects.filter(
+        object_id=payout.public_id, action="payout.paid", actor="command:recover_attempts"
+    ).exists()
