@@ -116,11 +116,14 @@ def test_refunds_and_payouts_are_shown_read_only_with_their_attempts(
         refund.public_id
         in staff.get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()
     )
-    for path, owner in [("refund", refund), ("payout", payout)]:
+    for path, pk, attempt in [
+        ("refund", refund.pk, refund.attempts.get()),
+        ("payout", payout.pk, payout.attempts.get()),
+    ]:
         assert staff.get(f"/admin/payments/{path}/").status_code == 200
-        page = staff.get(f"/admin/payments/{path}/{owner.pk}/change/")
+        page = staff.get(f"/admin/payments/{path}/{pk}/change/")
         assert page.status_code == 200
-        assert owner.attempts.get().public_id in page.content.decode()
+        assert attempt.public_id in page.content.decode()
     assert staff.get("/admin/payments/paymentattempt/?kind=refund").status_code == 200
     staff.post(f"/admin/payments/refund/{refund.pk}/delete/", {"post": "yes"})
     assert Refund.objects.filter(pk=refund.pk).exists()
