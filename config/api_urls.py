@@ -7,7 +7,13 @@ from accounts.api.views import AccountViewSet, CustomerViewSet
 from audit.api.views import EventViewSet
 from core.api.views import ApiIndexView, CachedSchemaView, DocsView
 from ledger.api.views import AccountLedgerViewSet
-from payments.api.views import FxQuoteViewSet, PaymentViewSet, TransferViewSet
+from payments.api.views import (
+    FxQuoteViewSet,
+    PaymentViewSet,
+    PayoutViewSet,
+    RefundViewSet,
+    TransferViewSet,
+)
 
 router = SimpleRouter(trailing_slash=False)
 router.register("customers", CustomerViewSet, basename="customer")
@@ -15,6 +21,8 @@ router.register("accounts", AccountViewSet, basename="account")
 router.register("transfers", TransferViewSet, basename="transfer")
 router.register("fx_quotes", FxQuoteViewSet, basename="fx_quote")
 router.register("payments", PaymentViewSet, basename="payment")
+router.register("refunds", RefundViewSet, basename="refund")
+router.register("payouts", PayoutViewSet, basename="payout")
 router.register("events", EventViewSet, basename="event")
 # An account's balance and entries are the ledger's (ADR 0012), under the account's paths
 # and route names (`account-balance`, `account-entries`): a router of their own, as one

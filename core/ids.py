@@ -58,3 +58,11 @@ def new_payment_id() -> str:
 
 def new_payment_attempt_id() -> str:
     return new_public_id("att")
+
+
+def new_refund_id() -> str:
+    return new_public_id("re")
+
+
+def new_payout_id() -> str:
+    return new_public_id("po")

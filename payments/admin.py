@@ -12,7 +12,16 @@ from core.admin import ReadOnlyAdmin
 from core.exceptions import DomainError
 from payments.fees import pricing_set
 from payments.fx import fx_rate_set, fx_rate_validate
-from payments.models import FxQuote, FxRate, Payment, PaymentAttempt, Pricing, Transfer
+from payments.models import (
+    FxQuote,
+    FxRate,
+    Payment,
+    PaymentAttempt,
+    Payout,
+    Pricing,
+    Refund,
+    Transfer,
+)
 
 
 @admin.register(Transfer)
@@ -126,6 +135,18 @@ class PaymentAttemptInline(admin.TabularInline):
         return False
 
 
+class RefundInline(admin.TabularInline):
+    model = Refund
+    fields = ("public_id", "amount", "reason", "status", "failure_code", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
     """A payment in one place: its attempts, its ledger transaction, events and audit
@@ -153,7 +174,7 @@ class PaymentAdmin(ReadOnlyAdmin):
     )
     list_select_related = ("merchant",)
     date_hierarchy = "created_at"
-    inlines = (PaymentAttemptInline,)
+    inlines = (PaymentAttemptInline, RefundInline)
     readonly_fields = ("events", "audit_trail")
 
     @admin.display(description="events")
@@ -182,6 +203,8 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
     list_display = (
         "public_id",
         "payment",
+        "refund",
+        "payout",
         "kind",
         "provider",
         "status",
@@ -192,9 +215,65 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
         "created_at",
     )
     list_filter = ("status", "kind", "provider", "decline_class")
-    search_fields = ("public_id", "payment__public_id", "provider_reference")
-    list_select_related = ("payment",)
+    search_fields = (
+        "public_id",
+        "payment__public_id",
+        "refund__public_id",
+        "payout__public_id",
+        "provider_reference",
+    )
+    list_select_related = ("payment", "refund", "payout")
     date_hierarchy = "created_at"
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    """Refunds change only through payments.refunds (admission, the provider's answer)."""
+
+    list_display = (
+        "public_id",
+        "merchant",
+        "payment",
+        "amount",
+        "currency",
+        "status",
+        "provider",
+        "failure_code",
+        "created_at",
+    )
+    list_filter = ("status", "provider", "reason", "currency")
+    search_fields = ("public_id", "payment__public_id", "provider_reference", "merchant__name")
+    list_select_related = ("merchant", "payment")
+    date_hierarchy = "created_at"
+    inlines = (PaymentAttemptInline,)
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    """Payouts change only through payments.payouts (creation, the provider's answer)."""
+
+    list_display = (
+        "public_id",
+        "merchant",
+        "source_account",
+        "amount",
+        "currency",
+        "destination",
+        "status",
+        "provider",
+        "failure_code",
+        "created_at",
+    )
+    list_filter = ("status", "provider", "currency")
+    search_fields = (
+        "public_id",
+        "source_account__public_id",
+        "provider_reference",
+        "merchant__name",
+    )
+    list_select_related = ("merchant", "source_account")
+    date_hierarchy = "created_at"
+    inlines = (PaymentAttemptInline,)
 
 
 class PricingForm(forms.ModelForm):

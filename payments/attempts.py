@@ -29,9 +29,31 @@ logger = logging.getLogger(__name__)
 def _call(attempt: PaymentAttempt) -> ProviderResult:
     """The provider call the attempt stands for, with its id as the idempotency key."""
     adapter = adapter_get(attempt.provider)
+    key = attempt.public_id
+    if attempt.kind == AttemptKind.REFUND:
+        refund = attempt.refund
+        # attempt_names_exactly_its_owner; a refund names its amount
+        assert refund is not None and attempt.amount is not None  # noqa: S101
+        return adapter.refund(
+            idempotency_key=key,
+            payment_reference=refund.payment.provider_reference,
+            amount=attempt.amount,
+            currency=attempt.currency,
+            reference=refund.public_id,
+        )
+    if attempt.kind == AttemptKind.PAYOUT:
+        payout = attempt.payout
+        # attempt_names_exactly_its_owner; a payout names its amount
+        assert payout is not None and attempt.amount is not None  # noqa: S101
+        return adapter.payout(
+            idempotency_key=key,
+            amount=attempt.amount,
+            currency=attempt.currency,
+            destination=payout.destination,
+            reference=payout.public_id,
+        )
     payment = attempt.payment
     assert payment is not None  # noqa: S101 - attempt_payment_operation_names_its_payment
-    key = attempt.public_id
     if attempt.kind == AttemptKind.AUTHORIZE:
         assert attempt.amount is not None  # noqa: S101 - an authorization names its amount
         return adapter.authorize(
@@ -53,8 +75,14 @@ def _call(attempt: PaymentAttempt) -> ProviderResult:
     return adapter.cancel(idempotency_key=key, reference=payment.provider_reference)
 
 
+# The operations on a payment the provider already holds (by the payment's reference).
+_ON_A_PAYMENT = (AttemptKind.CAPTURE, AttemptKind.CANCEL)
+
+
 def _unresolved(attempt_id: int) -> PaymentAttempt | None:
-    attempt = PaymentAttempt.objects.select_related("payment").get(pk=attempt_id)
+    attempt = PaymentAttempt.objects.select_related("payment", "refund__payment", "payout").get(
+        pk=attempt_id
+    )
     return None if attempt.is_final else attempt
 
 
@@ -77,7 +105,7 @@ def _refused_for_its_state(attempt: PaymentAttempt, result: ProviderResult) -> b
     that allows it: the payment moved at the provider (its authorization released when its
     capture window ended, or captured there), which our records do not show yet."""
     return (
-        attempt.kind != AttemptKind.AUTHORIZE
+        attempt.kind in _ON_A_PAYMENT
         and result.status == ResultStatus.DECLINED
         and result.failure_code == "invalid_state"
     )
@@ -102,7 +130,7 @@ def _asked_again_would_be_safe(attempt: PaymentAttempt, result: ProviderResult) 
     to finish it."""
     if result.status == ResultStatus.UNKNOWN and result.failure_code == "not_found":
         return True
-    return attempt.kind != AttemptKind.AUTHORIZE and result.status == ResultStatus.REQUIRES_CAPTURE
+    return attempt.kind in _ON_A_PAYMENT and result.status == ResultStatus.REQUIRES_CAPTURE
 
 
 def _retrieved_checked(attempt: PaymentAttempt, result: ProviderResult) -> ProviderResult:
@@ -136,10 +164,10 @@ def attempt_recover(*, attempt_id: int) -> Applied:
     attempt = _unresolved(attempt_id)
     if attempt is None:
         return Applied(PaymentAttempt.objects.get(pk=attempt_id))
-    payment = attempt.payment
-    assert payment is not None  # noqa: S101 - attempt_payment_operation_names_its_payment
     reference = attempt.provider_reference
-    if not reference and attempt.kind != AttemptKind.AUTHORIZE:
+    if not reference and attempt.kind in _ON_A_PAYMENT:
+        payment = attempt.payment
+        assert payment is not None  # noqa: S101 - attempt_payment_operation_names_its_payment
         reference = payment.provider_reference  # a capture or cancel acts on the payment
     result = adapter_get(attempt.provider).retrieve(
         kind=OperationKind(attempt.kind), reference=reference, idempotency_key=attempt.public_id
@@ -150,14 +178,14 @@ def attempt_recover(*, attempt_id: int) -> Applied:
 
 
 def attempts_recover_due() -> int:
-    """The janitor's round (Celery beat): every attempt whose outcome is unknown, or that
+    """The janitor's round (Celery beat): every attempt, of any kind (a payment's
+    operation, a refund, a payout), whose outcome is unknown, or that
     has been pending with no news for PAYMENT_RECOVERY_AFTER_SECONDS, is asked about. One
     that still cannot finish after PAYMENT_RECOVERY_MAX_ROUNDS rounds becomes a dead
     letter, and is left to the operator. Returns how many attempts ended."""
     quiet_since = timezone.now() - timedelta(seconds=settings.PAYMENT_RECOVERY_AFTER_SECONDS)
     due = PaymentAttempt.objects.filter(
         status__in=[AttemptStatus.PENDING, AttemptStatus.UNKNOWN],  # the index's condition
-        kind__in=[AttemptKind.AUTHORIZE, AttemptKind.CAPTURE, AttemptKind.CANCEL],
         updated_at__lte=quiet_since,
         recovery_rounds__lt=settings.PAYMENT_RECOVERY_MAX_ROUNDS,
     ).order_by("pk")

@@ -4,7 +4,14 @@ from djmoney.models.fields import CurrencyField
 from simple_history.models import HistoricalRecords
 
 from core.history import history_user
-from core.ids import new_fx_quote_id, new_payment_attempt_id, new_payment_id, new_transfer_id
+from core.ids import (
+    new_fx_quote_id,
+    new_payment_attempt_id,
+    new_payment_id,
+    new_payout_id,
+    new_refund_id,
+    new_transfer_id,
+)
 from payments.providers.base import DeclineClass
 
 
@@ -291,10 +298,170 @@ class Payment(models.Model):
         return self.public_id
 
 
+class RefundReason(models.TextChoices):
+    """Stripe's reasons for a refund (optional)."""
+
+    DUPLICATE = "duplicate", "Duplicate"
+    FRAUDULENT = "fraudulent", "Fraudulent"
+    REQUESTED_BY_CUSTOMER = "requested_by_customer", "Requested by customer"
+
+
+class RefundStatus(models.TextChoices):
+    """SPEC §3: pending → succeeded | failed (payments.transitions.REFUND_TRANSITIONS)."""
+
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+def _outcome_consistent(*, pending: str, done: str, failed: str) -> Q:
+    """A refund's or payout's status tied to its fields: pending holds its hold and has no
+    posting nor error; done has its posting (the hold's capture); failed has a failure
+    code and no posting."""
+    return (
+        Q(status__in=[pending, done], failure_code="")
+        & (
+            Q(status=pending, ledger_transaction__isnull=True)
+            | Q(status=done, ledger_transaction__isnull=False)
+        )
+    ) | (Q(status=failed, ledger_transaction__isnull=True) & ~Q(failure_code=""))
+
+
+class Refund(models.Model):
+    """Money given back to a payment's customer through the payment's provider: all or
+    part of what was captured, never more in total (`Payment.amount_refunded` counts the
+    pending and succeeded refunds, under the payment's lock and a check constraint). The
+    amount is held on the payment's destination account from admission (`hold`), captured
+    into provider clearing when the provider confirms (`ledger_transaction`), released
+    when it fails (payments/refunds.py). The fee is not returned."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_refund_id, editable=False)
+    merchant = models.ForeignKey(
+        "accounts.Merchant", on_delete=models.PROTECT, related_name="refunds"
+    )
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.BigIntegerField()
+    currency = CurrencyField(default=None)
+    reason = models.CharField(max_length=32, choices=RefundReason.choices, blank=True)
+    status = models.CharField(max_length=16, choices=RefundStatus.choices, db_index=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    provider = models.CharField(max_length=16)
+    provider_reference = models.CharField(max_length=255, blank=True, db_index=True)
+    hold = models.OneToOneField("accounts.Hold", on_delete=models.PROTECT, related_name="refund")
+    # The hold's capture: destination −amount, provider clearing +amount.
+    ledger_transaction = models.OneToOneField(
+        "ledger.LedgerTransaction",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="refund",
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(reason__in=["", *RefundReason.values]), name="refund_reason_known"
+            ),
+            models.CheckConstraint(
+                condition=_outcome_consistent(
+                    pending=RefundStatus.PENDING,
+                    done=RefundStatus.SUCCEEDED,
+                    failed=RefundStatus.FAILED,
+                ),
+                name="refund_status_consistent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class PayoutStatus(models.TextChoices):
+    """SPEC §3: pending → paid | failed (payments.transitions.PAYOUT_TRANSITIONS)."""
+
+    PENDING = "pending", "Pending"
+    PAID = "paid", "Paid"
+    FAILED = "failed", "Failed"
+
+
+# A bank account as a provider's token (the simulator's ba_ok, ba_fail): never an account
+# number or an IBAN, which Moneta does not store.
+BANK_DESTINATION_PATTERN = r"ba_[A-Za-z0-9_]+"
+
+
+class Payout(models.Model):
+    """Money sent from one of the merchant's accounts to a bank account (`destination`, a
+    provider's bank token) through a provider. Held on the source account from creation
+    (`hold`), captured into provider clearing when the provider reports it paid
+    (`ledger_transaction`), released when it fails (payments/payouts.py)."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_payout_id, editable=False)
+    merchant = models.ForeignKey(
+        "accounts.Merchant", on_delete=models.PROTECT, related_name="payouts"
+    )
+    source_account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="payouts"
+    )
+    amount = models.BigIntegerField()
+    currency = CurrencyField(default=None)
+    destination = models.CharField(max_length=255)
+    description = models.CharField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=PayoutStatus.choices, db_index=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    provider = models.CharField(max_length=16)
+    provider_reference = models.CharField(max_length=255, blank=True, db_index=True)
+    hold = models.OneToOneField("accounts.Hold", on_delete=models.PROTECT, related_name="payout")
+    # The hold's capture: source −amount, provider clearing +amount.
+    ledger_transaction = models.OneToOneField(
+        "ledger.LedgerTransaction",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="payout",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(destination__regex=f"^{BANK_DESTINATION_PATTERN}$"),
+                name="payout_destination_is_a_bank_token",
+            ),
+            models.CheckConstraint(
+                condition=_outcome_consistent(
+                    pending=PayoutStatus.PENDING,
+                    done=PayoutStatus.PAID,
+                    failed=PayoutStatus.FAILED,
+                ),
+                name="payout_status_consistent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
 class AttemptKind(models.TextChoices):
     AUTHORIZE = "authorize", "Authorize"
     CAPTURE = "capture", "Capture"
     CANCEL = "cancel", "Cancel"
+    REFUND = "refund", "Refund"
+    PAYOUT = "payout", "Payout"
+
+
+# The operations on a payment; a refund's and a payout's attempts name their own owner.
+PAYMENT_ATTEMPT_KINDS = (AttemptKind.AUTHORIZE, AttemptKind.CAPTURE, AttemptKind.CANCEL)
 
 
 class AttemptStatus(models.TextChoices):
@@ -318,14 +485,20 @@ class PaymentAttempt(models.Model):
     """One operation asked of a provider, recorded before the call. Its `public_id` is the
     idempotency key sent with every try of it, so the provider acts on it at most once.
     Once final (succeeded, declined, failed) PostgreSQL refuses to change or delete it
-    (payments/0004). Refunds and payouts (issue 11) add their own owners beside `payment`;
-    a payment operation always names its payment."""
+    (payments/0004). Its owner is its payment (authorize, capture, cancel), its refund or
+    its payout, exactly one of them, as its kind says."""
 
     public_id = models.CharField(
         max_length=32, unique=True, default=new_payment_attempt_id, editable=False
     )
     payment = models.ForeignKey(
         Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="attempts"
+    )
+    refund = models.ForeignKey(
+        Refund, on_delete=models.PROTECT, null=True, blank=True, related_name="attempts"
+    )
+    payout = models.ForeignKey(
+        Payout, on_delete=models.PROTECT, null=True, blank=True, related_name="attempts"
     )
     kind = models.CharField(max_length=16, choices=AttemptKind.choices)
     provider = models.CharField(max_length=16)
@@ -365,6 +538,27 @@ class PaymentAttempt(models.Model):
                 name="attempt_payment_operation_names_its_payment",
             ),
             models.CheckConstraint(
+                condition=Q(
+                    kind__in=PAYMENT_ATTEMPT_KINDS,
+                    payment__isnull=False,
+                    refund__isnull=True,
+                    payout__isnull=True,
+                )
+                | Q(
+                    kind=AttemptKind.REFUND,
+                    payment__isnull=True,
+                    refund__isnull=False,
+                    payout__isnull=True,
+                )
+                | Q(
+                    kind=AttemptKind.PAYOUT,
+                    payment__isnull=True,
+                    refund__isnull=True,
+                    payout__isnull=False,
+                ),
+                name="attempt_names_exactly_its_owner",
+            ),
+            models.CheckConstraint(
                 condition=Q(amount__isnull=True) | Q(amount__gt=0),
                 name="attempt_amount_positive",
             ),
@@ -385,6 +579,16 @@ class PaymentAttempt(models.Model):
                 fields=["payment"],
                 condition=Q(status__in=["pending", "unknown"]),
                 name="attempt_one_unresolved_per_payment",
+            ),
+            models.UniqueConstraint(
+                fields=["refund"],
+                condition=Q(status__in=["pending", "unknown"]),
+                name="attempt_one_unresolved_per_refund",
+            ),
+            models.UniqueConstraint(
+                fields=["payout"],
+                condition=Q(status__in=["pending", "unknown"]),
+                name="attempt_one_unresolved_per_payout",
             ),
         ]
 

@@ -9,7 +9,7 @@ through `attempt_result_apply`, the one service that changes a payment after its
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -526,39 +526,75 @@ def _record(payment: Payment, old: dict[str, Any], fields: list[str]) -> None:
     )
 
 
+def attempt_outcome_apply(
+    *,
+    attempt_id: int,
+    result: ProviderResult,
+    latency_ms: int | None,
+    handle: Callable[[PaymentAttempt, ProviderResult], Applied],
+) -> Applied:
+    """The part of applying an answer every owner (payment, refund, payout) shares; call
+    it inside the owner's transaction, its owner's row locked. The attempt is locked and
+    read again: one already final is left as it is (an answer applied twice changes
+    nothing). Otherwise its try is counted, `handle` records its outcome (and changes the
+    owner), it is saved, and once final its dead letters, if any, are resolved: also that
+    of a first answer whose posting was refused (a frozen account), which left no try
+    counted."""
+    attempt = PaymentAttempt.objects.select_for_update(no_key=True).get(pk=attempt_id)
+    if attempt.is_final:
+        return Applied(attempt)
+    attempt.tries += 1
+    if latency_ms is not None:
+        attempt.latency_ms = latency_ms
+    applied = handle(attempt, result)
+    attempt.save()
+    if attempt.is_final:
+        dead_letters_resolve(object_type="payment_attempt", object_id=attempt.public_id)
+    return applied
+
+
 @retry_on_conflict
 def attempt_result_apply(
     *, attempt_id: int, result: ProviderResult, latency_ms: int | None = None
 ) -> Applied:
-    """Apply a provider's answer to an attempt and its payment, in one transaction: the
-    attempt's outcome (and latency), and the payment's new state with its ledger posting,
-    event and audit row.
+    """Apply a provider's answer to an attempt of any kind and its owner, in one
+    transaction: the attempt's outcome (and latency), and the owner's new state with its
+    ledger posting, event and audit row. A refund's attempt is applied by
+    payments.refunds, a payout's by payments.payouts; a payment's here.
 
-    The payment is locked first (then, when money moves, its accounts), and the attempt
-    read again under that lock: an attempt already final is left as it is, so an answer
-    applied twice (a redelivered task, the janitor) changes nothing and posts nothing
-    more. A decline of class `temporary` counts as an error: the call is made again.
+    The owner is locked first (a payment, then, when money moves, its accounts), and the
+    attempt read again under that lock: an attempt already final is left as it is, so an
+    answer applied twice (a redelivered task, the janitor) changes nothing and posts
+    nothing more. A decline of class `temporary` counts as an error: the call is made
+    again.
     """
     if result.status == ResultStatus.DECLINED and result.decline_class == DeclineClass.TEMPORARY:
         result = replace(result, status=ResultStatus.ERROR)
+    kind, payment_id = PaymentAttempt.objects.values_list("kind", "payment_id").get(pk=attempt_id)
+    # Imported here: the owners' modules build on this one's attempt helpers.
+    if kind == AttemptKind.REFUND:
+        from payments.refunds import refund_attempt_apply
+
+        return refund_attempt_apply(attempt_id=attempt_id, result=result, latency_ms=latency_ms)
+    if kind == AttemptKind.PAYOUT:
+        from payments.payouts import payout_attempt_apply
+
+        return payout_attempt_apply(attempt_id=attempt_id, result=result, latency_ms=latency_ms)
     with transaction.atomic():
-        payment_id = PaymentAttempt.objects.values_list("payment_id", flat=True).get(pk=attempt_id)
         payment = payment_lock(payment_id)
-        attempt = PaymentAttempt.objects.select_for_update(no_key=True).get(pk=attempt_id)
-        if attempt.is_final:
-            return Applied(attempt)
         old = payment_data(payment)
-        attempt.tries += 1
-        if latency_ms is not None:
-            attempt.latency_ms = latency_ms
-        applied, fields = _APPLY[AttemptKind(attempt.kind)](payment, attempt, result)
-        attempt.save()
+        fields: list[str] = []
+
+        def handle(attempt: PaymentAttempt, result: ProviderResult) -> Applied:
+            applied, changed = _APPLY[AttemptKind(attempt.kind)](payment, attempt, result)
+            fields.extend(changed)
+            return applied
+
+        applied = attempt_outcome_apply(
+            attempt_id=attempt_id, result=result, latency_ms=latency_ms, handle=handle
+        )
         if fields:
             _record(payment, old, fields)
-        if attempt.is_final:
-            # Its dead letters, if any, need no one now: also that of a first answer whose
-            # posting was refused (a frozen destination), which left no try counted.
-            dead_letters_resolve(object_type="payment_attempt", object_id=attempt.public_id)
     return applied
 
 

@@ -3,7 +3,7 @@
 from typing import Any
 
 from payments.fx import rate_text
-from payments.models import FxQuote, Payment, PaymentAttempt, Transfer
+from payments.models import FxQuote, Payment, PaymentAttempt, Payout, Refund, Transfer
 
 
 def transfer_data(transfer: Transfer) -> dict[str, Any]:
@@ -84,4 +84,47 @@ def payment_attempt_data(attempt: PaymentAttempt) -> dict[str, Any]:
         "provider": attempt.provider,
         "decline_class": attempt.decline_class or None,
         "created": attempt.created_at,
+    }
+
+
+def refund_data(refund: Refund) -> dict[str, Any]:
+    return {
+        "id": refund.public_id,
+        "object": "refund",
+        "payment": refund.payment.public_id,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "reason": refund.reason or None,
+        "status": refund.status,
+        "failure_code": refund.failure_code or None,
+        "failure_message": refund.failure_message or None,
+        "provider": refund.provider,
+        "provider_reference": refund.provider_reference or None,
+        "ledger_transaction": (
+            refund.ledger_transaction.public_id if refund.ledger_transaction else None
+        ),
+        "metadata": refund.metadata,
+        "created": refund.created_at,
+    }
+
+
+def payout_data(payout: Payout) -> dict[str, Any]:
+    return {
+        "id": payout.public_id,
+        "object": "payout",
+        "source_account": payout.source_account.public_id,
+        "amount": payout.amount,
+        "currency": payout.currency,
+        "destination": payout.destination,
+        "status": payout.status,
+        "failure_code": payout.failure_code or None,
+        "failure_message": payout.failure_message or None,
+        "provider": payout.provider,
+        "provider_reference": payout.provider_reference or None,
+        "ledger_transaction": (
+            payout.ledger_transaction.public_id if payout.ledger_transaction else None
+        ),
+        "description": payout.description,
+        "metadata": payout.metadata,
+        "created": payout.created_at,
     }

@@ -20,11 +20,20 @@ from payments.models import (
     FxQuote,
     Payment,
     PaymentStatus,
+    PayoutStatus,
+    RefundReason,
+    RefundStatus,
     TransferStatus,
 )
 from payments.payments import PAYMENT_METHOD_MAX_LENGTH
 from payments.providers.base import DeclineClass
-from payments.representations import fx_quote_data, payment_data, transfer_data
+from payments.representations import (
+    fx_quote_data,
+    payment_data,
+    payout_data,
+    refund_data,
+    transfer_data,
+)
 
 
 class TransferInput(StrictSerializer):
@@ -207,3 +216,87 @@ class PaymentOutput(serializers.Serializer):
             "attempts": self.context["attempts"].get(payment.pk, []),
             "timeline": self.context["timelines"].get(payment.public_id, []),
         }
+
+
+class RefundInput(StrictSerializer):
+    payment = MerchantObjectField(
+        Payment, help_text="Id of one of your succeeded payments (`pay_…`) to refund."
+    )
+    amount = AmountField(
+        required=False,
+        help_text="Minor units to give back, at most what is left to refund (captured less "
+        "the refunds pending or succeeded): the default.",
+    )
+    reason = ChoiceField(
+        choices=RefundReason.values, required=False, help_text="Why, optionally (Stripe's)."
+    )
+    metadata = MetadataField()
+
+
+class RefundOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = ObjectTypeField("refund")
+    payment = serializers.CharField()
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    reason = serializers.ChoiceField(choices=RefundReason.values, allow_null=True)
+    status = serializers.ChoiceField(choices=RefundStatus.values)
+    failure_code = serializers.CharField(allow_null=True)
+    failure_message = serializers.CharField(allow_null=True)
+    provider = serializers.CharField(help_text="The payment's provider.")
+    provider_reference = serializers.CharField(
+        allow_null=True, help_text="The provider's id of the refund, once it answered."
+    )
+    ledger_transaction = serializers.CharField(
+        allow_null=True,
+        help_text="The posting that took the amount out of the payment's account, once "
+        "the refund succeeded.",
+    )
+    metadata = serializers.DictField(child=serializers.CharField())
+    created = serializers.DateTimeField()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return refund_data(instance)
+
+
+class PayoutInput(StrictSerializer):
+    source_account = MerchantObjectField(
+        Account,
+        only={"kind": AccountKind.WALLET},
+        help_text="Id of one of your accounts (`acct_…`) to pay out from.",
+    )
+    amount = AmountField()
+    currency = CurrencyField(help_text="ISO 4217 code, any case: the source account's.")
+    destination = TextField(
+        max_length=255,
+        help_text="The bank account, as the provider's token for it (`ba_…`, e.g. `ba_ok`); "
+        "never an account number or an IBAN.",
+    )
+    description = TextField(required=False, max_length=500)
+    metadata = MetadataField()
+
+
+class PayoutOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = ObjectTypeField("payout")
+    source_account = serializers.CharField()
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    destination = serializers.CharField()
+    status = serializers.ChoiceField(choices=PayoutStatus.values)
+    failure_code = serializers.CharField(allow_null=True)
+    failure_message = serializers.CharField(allow_null=True)
+    provider = serializers.CharField()
+    provider_reference = serializers.CharField(
+        allow_null=True, help_text="The provider's id of the payout, once it answered."
+    )
+    ledger_transaction = serializers.CharField(
+        allow_null=True,
+        help_text="The posting that took the amount out of the source account, once paid.",
+    )
+    description = serializers.CharField()
+    metadata = serializers.DictField(child=serializers.CharField())
+    created = serializers.DateTimeField()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return payout_data(instance)

@@ -20,12 +20,29 @@ from payments.api.serializers import (
     PaymentCaptureInput,
     PaymentInput,
     PaymentOutput,
+    PayoutInput,
+    PayoutOutput,
+    RefundInput,
+    RefundOutput,
     TransferInput,
     TransferOutput,
 )
 from payments.fx import fx_quote_create
-from payments.models import CaptureMethod, FxQuote, Payment, PaymentStatus, Transfer, TransferStatus
+from payments.models import (
+    CaptureMethod,
+    FxQuote,
+    Payment,
+    PaymentStatus,
+    Payout,
+    PayoutStatus,
+    Refund,
+    RefundStatus,
+    Transfer,
+    TransferStatus,
+)
 from payments.payments import payment_cancel, payment_capture, payment_create
+from payments.payouts import payout_create
+from payments.refunds import refund_create
 from payments.selectors import payment_attempts_and_timelines
 from payments.services import transfer_create
 
@@ -231,3 +248,111 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantS
         data.is_valid(raise_exception=True)
         payment = payment_cancel(payment=payment)
         return self._accepted(payment)
+
+
+class RefundFilter(CreatedFilterSet):
+    status = django_filters.ChoiceFilter(choices=RefundStatus.choices)
+    payment = django_filters.CharFilter(
+        field_name="payment__public_id", help_text="Only refunds of this payment (`pay_…`)."
+    )
+
+    class Meta:
+        model = Refund
+        fields: list[str] = []
+
+
+class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantScopedViewSet):
+    queryset = Refund.objects.select_related("payment", "ledger_transaction")
+    serializer_class = RefundOutput
+    filterset_class = RefundFilter
+
+    @idempotent
+    @extend_schema(
+        request=RefundInput,
+        responses={
+            202: OpenApiResponse(
+                RefundOutput,
+                description="Accepted: the amount is held on the payment's account and the "
+                "provider asked in the background; the refund stays `pending` until it "
+                "answers (follow it with GET or the `refund.*` events).",
+            ),
+            402: declined_response(
+                "`insufficient_funds`: the payment's account does not have the amount "
+                "available; `account_inactive`: it is frozen or closed. Nothing was "
+                "recorded and nothing sent to the provider."
+            ),
+        },
+        description="Give back all or part of a succeeded payment (the fee is not returned). "
+        "A payment in another status is a 400 naming it; more than is left to refund a "
+        "400 `amount_too_large` naming what is left, nothing left a 400 "
+        "`charge_already_refunded`.",
+    )
+    def create(self, request: Request) -> Response:
+        data = RefundInput(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        refund = refund_create(
+            merchant=self.merchant,
+            payment=fields["payment"],
+            amount=fields.get("amount"),
+            reason=fields.get("reason", ""),
+            metadata=fields.get("metadata"),
+        )
+        # Reloaded: in the demo's eager mode the provider may have answered already.
+        refund = self.get_queryset().get(pk=refund.pk)
+        return Response(RefundOutput(refund).data, status=status.HTTP_202_ACCEPTED)
+
+
+class PayoutFilter(CreatedFilterSet):
+    status = django_filters.ChoiceFilter(choices=PayoutStatus.choices)
+    account = django_filters.CharFilter(
+        field_name="source_account__public_id",
+        help_text="Only payouts from this account (`acct_…`).",
+    )
+    currency = CurrencyFilter(help_text="Only payouts in this currency (any case).")
+
+    class Meta:
+        model = Payout
+        fields: list[str] = []
+
+
+class PayoutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantScopedViewSet):
+    queryset = Payout.objects.select_related("source_account", "ledger_transaction")
+    serializer_class = PayoutOutput
+    filterset_class = PayoutFilter
+
+    @idempotent
+    @extend_schema(
+        request=PayoutInput,
+        responses={
+            202: OpenApiResponse(
+                PayoutOutput,
+                description="Accepted: the amount is held on the source account at once "
+                "(`available` drops) and the provider asked in the background; the payout "
+                "stays `pending` until it answers `paid` or `failed`.",
+            ),
+            402: declined_response(
+                "`insufficient_funds`: the amount is not available on the source account; "
+                "`account_inactive`: it is frozen or closed. Nothing was recorded and "
+                "nothing sent to the provider."
+            ),
+        },
+        description="Send money from one of your accounts to a bank account, named by the "
+        "provider's token for it (`ba_…`). Anything else as `destination` (an account "
+        "number, an IBAN) is a 400 `invalid_destination` and is not stored.",
+    )
+    def create(self, request: Request) -> Response:
+        data = PayoutInput(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        payout = payout_create(
+            merchant=self.merchant,
+            source=fields["source_account"],
+            amount=fields["amount"],
+            currency=fields["currency"],
+            destination=fields["destination"],
+            description=fields.get("description", ""),
+            metadata=fields.get("metadata"),
+        )
+        payout = self.get_queryset().get(pk=payout.pk)
+        return Response(PayoutOutput(payout).data, status=status.HTTP_202_ACCEPTED)

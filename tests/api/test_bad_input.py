@@ -717,7 +717,7 @@ def test_too_many_query_parameters_is_a_400_not_a_500(api, anonymous_api):
     [
         "/api/v1/nope",
         "/api/v1/customers/",
-        "/api/v1/refunds",
+        "/api/v1/disputes",
         "/api/v2/customers",
         "/api/v1/accounts/acct_x/nope",
         "/api/",

@@ -35,7 +35,9 @@ from audit.models import Event
 from config.wsgi import application
 from core.amounts import MAX_AMOUNT
 from payments.payments import attempt_result_apply, payment_create
+from payments.payouts import payout_create
 from payments.providers.base import ProviderResult, ResultStatus
+from payments.refunds import refund_create
 from payments.services import transfer_create
 from tests.api.helpers import ApiClient, assert_error
 from tests.factories import AccountFactory, CustomerFactory, MerchantFactory
@@ -90,6 +92,28 @@ def world(settings: Any) -> World:
         attempt_id=payment.attempts.get().pk,
         result=ProviderResult(status=ResultStatus.REQUIRES_CAPTURE, reference="pi_world"),
     )
+    # A captured payment (refunds can be admitted), a refund of it and a payout.
+    paid = payment_create(
+        merchant=merchant,
+        destination=other,
+        amount=5_000,
+        currency="USD",
+        payment_method="pm_card_visa",
+    )
+    attempt_result_apply(
+        attempt_id=paid.attempts.get().pk,
+        result=ProviderResult(
+            status=ResultStatus.SUCCEEDED,
+            reference="pi_world_paid",
+            amount=5_000,
+            currency="USD",
+            amount_captured=5_000,
+        ),
+    )
+    refund = refund_create(merchant=merchant, payment=paid, amount=100)
+    payout = payout_create(
+        merchant=merchant, source=funded, amount=100, currency="USD", destination="ba_ok"
+    )
     event = Event.objects.filter(merchant=merchant).latest("id")
     return World(
         secret=secret,
@@ -98,6 +122,8 @@ def world(settings: Any) -> World:
             "accounts": funded.public_id,
             "transfers": transfer.public_id,
             "payments": payment.public_id,
+            "refunds": refund.public_id,
+            "payouts": payout.public_id,
             "events": event.public_id,
         },
         body={
@@ -105,6 +131,8 @@ def world(settings: Any) -> World:
             "source_account": funded.public_id,
             "destination_account": other.public_id,
             "account": funded.public_id,
+            "payment": paid.public_id,
+            "destination": "ba_ok",
             "currency": "usd",
         },
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.db.models import Q
 from django.urls import URLPattern, URLResolver, reverse
 
 from accounts.models import Account, Customer, Merchant, SystemPurpose
@@ -22,8 +23,11 @@ from accounts.system import system_account_get
 from audit.models import Event
 from config import api_urls
 from payments.fx import fx_quote_create, fx_rate_set
-from payments.models import FxQuote, Payment, PaymentAttempt, Transfer
-from payments.payments import payment_create
+from payments.models import FxQuote, Payment, PaymentAttempt, Payout, Refund, Transfer
+from payments.payments import attempt_result_apply, payment_create
+from payments.payouts import payout_create
+from payments.providers.base import ProviderResult, ResultStatus
+from payments.refunds import refund_create
 from payments.services import transfer_create
 from tests.api.helpers import (
     ApiClient,
@@ -59,6 +63,8 @@ MISSING_IDS = {
     "event": "evt_0000000000000000000000",
     "fx_quote": "fxq_0000000000000000000000",
     "payment": "pay_0000000000000000000000",
+    "refund": "re_0000000000000000000000",
+    "payout": "po_0000000000000000000000",
 }
 
 
@@ -78,6 +84,10 @@ class World:
     a_quote: FxQuote
     a_payment: Payment
     b_payment: Payment
+    a_refund: Refund
+    b_refund: Refund
+    a_payout: Payout
+    b_payout: Payout
 
     def a_object_id(self, basename: str) -> str:
         """One of A's objects for each resource of the router."""
@@ -88,6 +98,8 @@ class World:
             "event": Event.objects.filter(merchant=self.a).order_by("id").first().public_id,  # type: ignore[union-attr]
             "fx_quote": self.a_quote.public_id,
             "payment": self.a_payment.public_id,
+            "refund": self.a_refund.public_id,
+            "payout": self.a_payout.public_id,
         }[basename]
 
     def a_ids(self) -> set[str]:
@@ -104,8 +116,14 @@ class World:
         ids |= set(FxQuote.objects.filter(merchant=self.a).values_list("public_id", flat=True))
         payments = Payment.objects.filter(merchant=self.a)
         ids |= set(payments.values_list("public_id", flat=True))
+        refunds = Refund.objects.filter(merchant=self.a)
+        payouts = Payout.objects.filter(merchant=self.a)
+        ids |= set(refunds.values_list("public_id", flat=True))
+        ids |= set(payouts.values_list("public_id", flat=True))
         ids |= set(
-            PaymentAttempt.objects.filter(payment__in=payments).values_list("public_id", flat=True)
+            PaymentAttempt.objects.filter(
+                Q(payment__in=payments) | Q(refund__in=refunds) | Q(payout__in=payouts)
+            ).values_list("public_id", flat=True)
         )
         return ids
 
@@ -142,6 +160,33 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
         )
         for merchant, account, customer in [(a, a_account, a_customer), (b, b_account, b_customer)]
     )
+    # A succeeded payment each, refunded in part, and a payout each (their tasks never
+    # sent: the test's transaction does not commit).
+    refunds, payouts = [], []
+    for merchant, account in [(a, a_account), (b, b_account)]:
+        paid = payment_create(
+            merchant=merchant,
+            destination=account,
+            amount=400,
+            currency="USD",
+            payment_method="pm_card_visa",
+        )
+        attempt_result_apply(
+            attempt_id=paid.attempts.get().pk,
+            result=ProviderResult(
+                status=ResultStatus.SUCCEEDED,
+                reference=f"pi_{merchant.pk}",
+                amount=400,
+                currency="USD",
+                amount_captured=400,
+            ),
+        )
+        refunds.append(refund_create(merchant=merchant, payment=paid, amount=100))
+        payouts.append(
+            payout_create(
+                merchant=merchant, source=account, amount=50, currency="USD", destination="ba_ok"
+            )
+        )
     return World(
         a=a,
         b=b,
@@ -157,6 +202,10 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
         a_quote=a_quote,
         a_payment=a_payment,
         b_payment=b_payment,
+        a_refund=refunds[0],
+        b_refund=refunds[1],
+        a_payout=payouts[0],
+        b_payout=payouts[1],
     )
 
 
@@ -319,12 +368,42 @@ def _payment_create(world: World, b: ApiClient) -> None:
     )
 
 
+def _refund_create(world: World, b: ApiClient) -> None:
+    a_payment = world.a_refund.payment.public_id
+    assert_refused_like_missing(
+        b,
+        "refunds",
+        {"payment": a_payment, "amount": 1},
+        {"payment": MISSING_IDS["payment"], "amount": 1},
+        param="payment",
+        named=[(a_payment, "payment")],
+    )
+
+
+def _payout_create(world: World, b: ApiClient) -> None:
+    a_acct = world.a_account.public_id
+
+    def body(account: str) -> dict[str, Any]:
+        return {"source_account": account, "amount": 1, "currency": "usd", "destination": "ba_ok"}
+
+    assert_refused_like_missing(
+        b,
+        "payouts",
+        body(a_acct),
+        body(MISSING_IDS["account"]),
+        param="source_account",
+        named=[(a_acct, "source_account")],
+    )
+
+
 CREATE_CASES: dict[str, Callable[[World, ApiClient], None]] = {
     "customer-list": _customer_create,
     "account-list": _account_create,
     "transfer-list": _transfer_create,
     "fx_quote-list": _fx_quote_create,
     "payment-list": _payment_create,
+    "refund-list": _refund_create,
+    "payout-list": _payout_create,
 }
 
 

@@ -10,9 +10,11 @@ from django.test import Client
 
 from accounts.models import Merchant
 from audit.models import AuditLog
-from payments.models import Payment, PaymentAttempt, Pricing
+from payments.models import Payment, PaymentAttempt, Pricing, Refund
 from payments.payments import attempt_result_apply, payment_create
+from payments.payouts import payout_create
 from payments.providers.base import ProviderResult, ResultStatus
+from payments.refunds import refund_create
 from tests.factories import AccountFactory, MerchantFactory
 
 pytestmark = pytest.mark.django_db
@@ -95,3 +97,33 @@ def test_a_merchants_default_provider_is_set_in_the_admin(staff: Client) -> None
         {"default_provider": "adyen"},
     )
     assert not AuditLog.objects.filter(action="merchant.fx_spread_set").exists()  # unchanged
+
+
+def test_refunds_and_payouts_are_shown_read_only_with_their_attempts(
+    staff: Client, payment: Payment, django_capture_on_commit_callbacks: Any
+) -> None:
+    wallet = payment.destination_account
+    with django_capture_on_commit_callbacks(execute=False):
+        refund = refund_create(merchant=payment.merchant, payment=payment, amount=300)
+        payout = payout_create(
+            merchant=payment.merchant,
+            source=wallet,
+            amount=200,
+            currency="USD",
+            destination="ba_ok",
+        )
+    assert (
+        refund.public_id
+        in staff.get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()
+    )
+    for path, pk, attempt in [
+        ("refund", refund.pk, refund.attempts.get()),
+        ("payout", payout.pk, payout.attempts.get()),
+    ]:
+        assert staff.get(f"/admin/payments/{path}/").status_code == 200
+        page = staff.get(f"/admin/payments/{path}/{pk}/change/")
+        assert page.status_code == 200
+        assert attempt.public_id in page.content.decode()
+    assert staff.get("/admin/payments/paymentattempt/?kind=refund").status_code == 200
+    staff.post(f"/admin/payments/refund/{refund.pk}/delete/", {"post": "yes"})
+    assert Refund.objects.filter(pk=refund.pk).exists()

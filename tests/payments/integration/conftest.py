@@ -5,7 +5,8 @@ the services (their tasks go to Redis on commit, as the API's do) and reads the 
 from the database and the simulator's admin.
 
 Redis database 8 is these tests' broker, and the store of the circuit breakers' state
-(REDIS_URL, shared by the test process and the workers, as in production).
+(REDIS_URL, shared by the test process and the workers, as in production); a module may
+take another by overriding the `broker_url` fixture (the refund and payout tests: 10, 11).
 """
 
 from __future__ import annotations
@@ -195,6 +196,7 @@ class Workers:
 
     simulator: SimulatorProcess
     directory: Path
+    broker_url: str = BROKER_URL
     started: list[Worker] = field(default_factory=list)
 
     def start(self, **env: str) -> Worker:
@@ -203,7 +205,7 @@ class Workers:
             **os.environ,
             **WORKER_ENV,
             "DATABASE_URL": database_url(connection.settings_dict),
-            "REDIS_URL": BROKER_URL,
+            "REDIS_URL": self.broker_url,
             "PROVIDER_SIMULATOR_URL": self.simulator.url,
             **env,
         }
@@ -251,9 +253,15 @@ class Workers:
             worker.stop()
 
 
-def _flush_broker() -> None:
+@pytest.fixture(scope="module")
+def broker_url() -> str:
+    """The module's broker (and circuit state) database."""
+    return BROKER_URL
+
+
+def _flush_broker(broker_url: str) -> None:
     """Nothing left over from an earlier run: no queued task, no circuit state."""
-    client = redis.Redis.from_url(BROKER_URL)
+    client = redis.Redis.from_url(broker_url)
     try:
         client.flushdb()
     finally:
@@ -261,16 +269,19 @@ def _flush_broker() -> None:
 
 
 @pytest.fixture(scope="module")
-def _broker_flushed(django_db_setup: None) -> None:
-    _flush_broker()
+def _broker_flushed(django_db_setup: None, broker_url: str) -> None:
+    _flush_broker(broker_url)
 
 
 @pytest.fixture(scope="module")
 def worker(
-    simulator: SimulatorProcess, tmp_path_factory: pytest.TempPathFactory, _broker_flushed: None
+    simulator: SimulatorProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+    broker_url: str,
+    _broker_flushed: None,
 ) -> Iterator[Worker]:
     """The module's worker."""
-    started = Workers(simulator, tmp_path_factory.mktemp("worker"))
+    started = Workers(simulator, tmp_path_factory.mktemp("worker"), broker_url)
     try:
         yield started.start()
     finally:
@@ -279,16 +290,16 @@ def worker(
 
 @pytest.fixture
 def workers(
-    simulator: SimulatorProcess, tmp_path: Path, _broker_flushed: None
+    simulator: SimulatorProcess, tmp_path: Path, broker_url: str, _broker_flushed: None
 ) -> Iterator[Workers]:
     """Workers of the test's own (to kill), all stopped at its end; then what a killed one
     left unacknowledged in Redis is forgotten, so that no later worker takes it back."""
-    started = Workers(simulator, tmp_path)
+    started = Workers(simulator, tmp_path, broker_url)
     try:
         yield started
     finally:
         started.stop_all()
-        client = redis.Redis.from_url(BROKER_URL)
+        client = redis.Redis.from_url(broker_url)
         try:
             client.delete("unacked", "unacked_index")
         finally:
@@ -296,12 +307,12 @@ def workers(
 
 
 @pytest.fixture(autouse=True)
-def wired(settings: Settings, simulator: SimulatorProcess) -> Iterator[None]:
+def wired(settings: Settings, simulator: SimulatorProcess, broker_url: str) -> Iterator[None]:
     """The test process sends tasks to Redis (not eagerly), routes with the breakers'
     state in the same Redis as the workers, and talks to the same simulator."""
     settings.PROVIDER_SIMULATOR_URL = simulator.url
     settings.PROVIDER_CIRCUIT_STORAGE = "redis"
-    with tasks_through_broker(settings, BROKER_URL):
+    with tasks_through_broker(settings, broker_url):
         simulator.reset()
         try:
             yield
