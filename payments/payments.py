@@ -182,16 +182,17 @@ def payment_create(
         insert_rows([payment])
         attempt.payment = payment
         data = payment_data(payment)
+        event = event_build(
+            merchant_id=merchant.pk,
+            type="payment.processing",
+            object_type="payment",
+            object_id=payment.public_id,
+            data=data,
+        )
         insert_rows_together(
             [
                 attempt,
-                event_build(
-                    merchant_id=merchant.pk,
-                    type="payment.processing",
-                    object_type="payment",
-                    object_id=payment.public_id,
-                    data=data,
-                ),
+                event,
                 audit_log_build(
                     action="payment.processing",
                     object_type="payment",
@@ -201,6 +202,7 @@ def payment_create(
             ]
         )
         attempt_enqueue_on_commit(attempt)
+    payment.created_with = (attempt, event)
     return payment
 
 
