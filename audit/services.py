@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audit.context import current_context
 from audit.models import AuditLog, DeadLetter, DeadLetterStatus, Event
-from core.db import insert_rows
+from core.db import insert_rows, insert_rows_together
 from core.exceptions import InvalidState
 
 logger = logging.getLogger(__name__)
@@ -68,21 +68,26 @@ def change_record(
     reason: str = "",
 ) -> None:
     """A merchant-visible state change: its audit row (`action`, old and new values) and
-    its outbox event (`event_type`, the new values), in the caller's transaction."""
-    audit_log_record(
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        old_values=old_values,
-        new_values=new_values,
-        reason=reason,
-    )
-    event_emit(
-        merchant_id=merchant_id,
-        type=event_type,
-        object_type=object_type,
-        object_id=object_id,
-        data=new_values,
+    its outbox event (`event_type`, the new values), in the caller's transaction (one
+    statement on PostgreSQL)."""
+    insert_rows_together(
+        [
+            audit_log_build(
+                action=action,
+                object_type=object_type,
+                object_id=object_id,
+                old_values=old_values,
+                new_values=new_values,
+                reason=reason,
+            ),
+            event_build(
+                merchant_id=merchant_id,
+                type=event_type,
+                object_type=object_type,
+                object_id=object_id,
+                data=new_values,
+            ),
+        ]
     )
 
 
