@@ -560,3 +560,27 @@ def test_the_payment_lock_reads_what_the_orm_reads_in_one_statement(
         assert locked.customer is None
     with pytest.raises(Payment.DoesNotExist):
         payment_lock(payment.pk + 1_000_000)
+
+
+def test_applying_a_capture_is_a_fixed_number_of_statements(
+    pay: Callable[..., Payment], merchant: Merchant
+) -> None:
+    # The savepoint (here; BEGIN in a worker); the attempt's payment; the payment locked;
+    # the attempt locked; the pricing; both system accounts; the ledger transaction with
+    # its audit row; the accounts locked; their balances; the entries; the attempt; the
+    # payment; its audit row and event; its dead letters resolved; the savepoint released.
+    pricing_set(merchant=merchant, currency="USD", percent_bps=250, fixed_fee=0)
+    system_account_get(currency="USD", purpose=SystemPurpose.PROVIDER_CLEARING)  # exist
+    system_account_get(currency="USD", purpose=SystemPurpose.PLATFORM_FEES)
+    payment = pay()
+    attempt = _attempt(payment)
+
+    with CaptureQueriesContext(connection) as queries:
+        attempt_result_apply(
+            attempt_id=attempt.pk,
+            result=ProviderResult(status=ResultStatus.SUCCEEDED, reference="pi_1"),
+        )
+    statements = [q["sql"][:60] for q in queries.captured_queries]
+    assert len(statements) == 15, statements
+    payment.refresh_from_db()
+    assert (payment.status, payment.fee) == (PaymentStatus.SUCCEEDED, 250)
