@@ -103,7 +103,9 @@ def api_key_write_refused(*, api_key: ApiKey, method: str, path: str) -> None:
 # Every API request runs this query, so it is written out: the ORM would spend more time
 # building it than PostgreSQL spends answering it (docs/benchmarks.md).
 _KEY_FIELDS = ("id", "public_id", "merchant_id", "prefix", "read_only", "last_used_at")
-_MERCHANT_FIELDS = ("id", "public_id", "name")
+# The merchant's fields the API reads (a payment its default provider): all loaded with the
+# key, so that no request loads a deferred one.
+_MERCHANT_FIELDS = ("id", "public_id", "name", "default_provider")
 # Table and column names only; the hash is a parameter.
 _LIVE_KEY_SQL = (
     "SELECT "  # noqa: S608

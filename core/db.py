@@ -96,6 +96,21 @@ def session_alive(session: Session) -> bool:
     return bool(row and row[0])
 
 
+def json_as_stored(value: Any) -> Any:
+    """`value` (JSON-able) with its objects' keys in the order a JSONField reads them back:
+    PostgreSQL's jsonb keeps an object's keys shortest first, then by their bytes; SQLite
+    keeps the text as written. For an answer built from what was just written that must
+    read exactly as the same row read back."""
+    if connection.vendor != "postgresql":
+        return value
+    if isinstance(value, dict):
+        ordered = sorted(value.items(), key=lambda item: (len(item[0].encode()), item[0].encode()))
+        return {key: json_as_stored(item) for key, item in ordered}
+    if isinstance(value, list):
+        return [json_as_stored(item) for item in value]
+    return value
+
+
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     """The first row of a query, for the few hot paths where building the query with the
     ORM would cost more than running it."""

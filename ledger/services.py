@@ -72,7 +72,8 @@ def ledger_transaction_post(
     """Post a balanced transaction of N legs, atomically.
 
     The legs are checked to sum to zero per currency before anything is written. The
-    transaction row is inserted first; then its audit row, together in one statement with
+    transaction row is inserted first with its audit row (in one statement); with
+    `before_lock`, the transaction first, then its audit row together in one statement with
     the unsaved rows `before_lock` builds for the caller (a transfer pointing at the
     transaction, its event and audit row); only then are the accounts locked (in pk
     order), checked (active; a wallet's available balance within its overdraft limit),
@@ -100,18 +101,20 @@ def ledger_transaction_post(
         ledger_transaction = LedgerTransaction(
             kind=kind, description=description, reverses=reverses
         )
-        insert_rows([ledger_transaction])
-        rows: list[Model] = [
-            audit_log_build(
-                action="ledger_transaction.posted",
-                object_type="ledger_transaction",
-                object_id=ledger_transaction.public_id,
-                new_values=_ledger_transaction_data(ledger_transaction, legs),
-            )
-        ]
-        if before_lock is not None:
-            rows.extend(before_lock(ledger_transaction))
-        insert_rows_together(rows)
+        audit = audit_log_build(
+            action="ledger_transaction.posted",
+            object_type="ledger_transaction",
+            object_id=ledger_transaction.public_id,
+            new_values=_ledger_transaction_data(ledger_transaction, legs),
+        )
+        if before_lock is None:
+            # The audit row names the transaction by its public id, known before the
+            # insert: both in one statement.
+            insert_rows_together([ledger_transaction, audit])
+        else:
+            # The caller's rows point at the transaction's primary key.
+            insert_rows([ledger_transaction])
+            insert_rows_together([audit, *before_lock(ledger_transaction)])
         _apply_legs(ledger_transaction, legs, held_deltas or {}, posted_at)
     return ledger_transaction
 

@@ -7,6 +7,7 @@ from django.db import transaction
 from accounts.models import Merchant
 from audit.services import audit_log_record
 from core.currencies import normalize_currency
+from core.db import select_one
 from core.exceptions import ValidationError
 from payments.models import Pricing
 
@@ -21,7 +22,8 @@ def fee_compute(*, amount: int, percent_bps: int, fixed_fee: int) -> int:
 def payment_fee(*, merchant_id: int, currency: str, amount: int) -> int:
     """The fee on `amount` captured in `currency` under the merchant's pricing; 0 when the
     merchant has none for the currency."""
-    pricing = Pricing.objects.filter(merchant_id=merchant_id, currency=currency).first()
+    # Every captured payment asks: written out (ADR 0007).
+    pricing = select_one(Pricing, merchant_id=merchant_id, currency=currency)
     if pricing is None:
         return 0
     return fee_compute(amount=amount, percent_bps=pricing.percent_bps, fixed_fee=pricing.fixed_fee)

@@ -1,3 +1,5 @@
+from typing import TYPE_CHECKING
+
 from django.db import models
 from django.db.models import F, Q
 from djmoney.models.fields import CurrencyField
@@ -13,6 +15,9 @@ from core.ids import (
     new_transfer_id,
 )
 from payments.providers.base import DeclineClass
+
+if TYPE_CHECKING:
+    from audit.models import Event
 
 
 class FxRate(models.Model):
@@ -233,6 +238,11 @@ class Payment(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Not a column: on the instance `payment_create` returns, the first attempt and the
+    # event it wrote with the payment, so that the API's 202 is built from them instead of
+    # being read back (payments.api.views). None on a payment read from the database.
+    created_with: "tuple[PaymentAttempt, Event] | None" = None
 
     class Meta:
         ordering = ["-id"]

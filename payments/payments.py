@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account, AccountKind, AccountStatus, Customer, Merchant, SystemPurpose
-from accounts.system import system_account_get
+from accounts.system import system_accounts_get
 from audit.services import (
     audit_log_build,
     audit_log_record,
@@ -182,16 +182,17 @@ def payment_create(
         insert_rows([payment])
         attempt.payment = payment
         data = payment_data(payment)
+        event = event_build(
+            merchant_id=merchant.pk,
+            type="payment.processing",
+            object_type="payment",
+            object_id=payment.public_id,
+            data=data,
+        )
         insert_rows_together(
             [
                 attempt,
-                event_build(
-                    merchant_id=merchant.pk,
-                    type="payment.processing",
-                    object_type="payment",
-                    object_id=payment.public_id,
-                    data=data,
-                ),
+                event,
                 audit_log_build(
                     action="payment.processing",
                     object_type="payment",
@@ -201,6 +202,7 @@ def payment_create(
             ]
         )
         attempt_enqueue_on_commit(attempt)
+    payment.created_with = (attempt, event)
     return payment
 
 
@@ -388,15 +390,13 @@ def _payment_succeed(payment: Payment, captured: int) -> list[str]:
     payment_transition(payment, PaymentStatus.SUCCEEDED)
     fee = payment_fee(merchant_id=payment.merchant_id, currency=payment.currency, amount=captured)
     net = captured - fee
-    clearing = system_account_get(
-        currency=payment.currency, purpose=SystemPurpose.PROVIDER_CLEARING
-    )
-    legs = [Leg(account=clearing, amount=-captured)]
+    purposes = [SystemPurpose.PROVIDER_CLEARING, *([SystemPurpose.PLATFORM_FEES] if fee else [])]
+    system = system_accounts_get(currency=payment.currency, purposes=purposes)
+    legs = [Leg(account=system[SystemPurpose.PROVIDER_CLEARING], amount=-captured)]
     if net:
         legs.append(Leg(account=payment.destination_account, amount=net))
     if fee:
-        fees = system_account_get(currency=payment.currency, purpose=SystemPurpose.PLATFORM_FEES)
-        legs.append(Leg(account=fees, amount=fee))
+        legs.append(Leg(account=system[SystemPurpose.PLATFORM_FEES], amount=fee))
     payment.ledger_transaction = ledger_transaction_post(
         kind=LedgerTransactionKind.PAYMENT, legs=legs, description=f"Payment {payment.public_id}"
     )

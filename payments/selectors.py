@@ -2,6 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from audit.models import Event
@@ -29,5 +30,22 @@ def payment_attempts_and_timelines(
     for public_id, type, created, object_id in events.values_list(
         "public_id", "type", "created_at", "object_id"
     ):
-        timelines[object_id].append({"id": public_id, "type": type, "created": created})
+        timelines[object_id].append(_timeline_entry(public_id, type, created))
     return attempts, timelines
+
+
+def payment_attempts_and_timelines_created(
+    payment: Payment,
+) -> tuple[dict[int, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+    """`payment_attempts_and_timelines` of a payment just created, from the attempt and the
+    event `payment_create` wrote with it (`Payment.created_with`): no query."""
+    assert payment.created_with is not None  # noqa: S101 - only for what payment_create returns
+    attempt, event = payment.created_with
+    return (
+        {payment.pk: [payment_attempt_data(attempt)]},
+        {payment.public_id: [_timeline_entry(event.public_id, event.type, event.created_at)]},
+    )
+
+
+def _timeline_entry(public_id: str, type: str, created: datetime) -> dict[str, Any]:
+    return {"id": public_id, "type": type, "created": created}

@@ -1,6 +1,8 @@
 from typing import Any
 
 import django_filters
+from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
@@ -13,6 +15,7 @@ from core.api.filters import CreatedFilterSet, CurrencyFilter
 from core.api.idempotency import idempotent
 from core.api.schema import declined_response
 from core.api.views import MerchantScopedViewSet
+from core.db import json_as_stored
 from payments.api.serializers import (
     FxQuoteInput,
     FxQuoteOutput,
@@ -43,7 +46,10 @@ from payments.models import (
 from payments.payments import payment_cancel, payment_capture, payment_create
 from payments.payouts import payout_create
 from payments.refunds import refund_create
-from payments.selectors import payment_attempts_and_timelines
+from payments.selectors import (
+    payment_attempts_and_timelines,
+    payment_attempts_and_timelines_created,
+)
 from payments.services import transfer_create
 
 
@@ -148,6 +154,15 @@ _ACCEPTED = OpenApiResponse(
 )
 
 
+def _task_may_have_run() -> bool:
+    """Whether an attempt's task enqueued by this request may have run already in this
+    process: tasks run eagerly (the demo) and the transaction that enqueued it committed
+    (no Idempotency-Key, so no outer transaction holds it back)."""
+    return (
+        bool(settings.CELERY_TASK_ALWAYS_EAGER) and not transaction.get_connection().in_atomic_block
+    )
+
+
 class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantScopedViewSet):
     queryset = Payment.objects.select_related(
         "destination_account", "customer", "ledger_transaction"
@@ -167,8 +182,22 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantS
         return PaymentOutput(payments, many=True, context=context).data
 
     def _accepted(self, payment: Payment) -> Response:
-        """202 with the payment as it is now (reloaded: in the demo's eager mode the
-        provider may have answered already)."""
+        """202 with the payment as it is now. A payment just created is answered from the
+        rows `payment_create` wrote, unless its task may have run already in this process
+        (the demo's eager mode, once the payment's own transaction committed); otherwise,
+        and after a capture or cancel, the payment is read back with its attempts and
+        events."""
+        if payment.created_with is not None and not _task_may_have_run():
+            payment.metadata = json_as_stored(payment.metadata)  # as the row reads back
+            attempts, timelines = payment_attempts_and_timelines_created(payment)
+            context = {
+                **self.get_serializer_context(),
+                "attempts": attempts,
+                "timelines": timelines,
+            }
+            return Response(
+                PaymentOutput(payment, context=context).data, status=status.HTTP_202_ACCEPTED
+            )
         payment = self.get_queryset().get(pk=payment.pk)
         return Response(self._output([payment])[0], status=status.HTTP_202_ACCEPTED)
 

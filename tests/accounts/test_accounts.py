@@ -4,8 +4,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import DataError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
+import audit.services
 from accounts.models import Account, AccountKind, AccountStatus, Customer, Merchant, SystemPurpose
 from accounts.services import (
     account_close,
@@ -15,7 +17,7 @@ from accounts.services import (
     customer_create,
     merchant_create,
 )
-from accounts.system import system_account_get
+from accounts.system import system_account_get, system_accounts_get
 from audit.models import AuditLog, Event
 from core.amounts import MAX_AMOUNT
 from core.exceptions import AccountInactive, InvalidState, ValidationError
@@ -252,9 +254,17 @@ def test_account_create_writes_nothing_when_its_event_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     merchant = MerchantFactory.create()
-    monkeypatch.setattr("audit.services.event_emit", _explode)
+    build = audit.services.event_build
 
-    with pytest.raises(Boom):
+    def refused(**fields: Any) -> Event:
+        event = build(**fields)
+        event.type = "x" * 65  # longer than its column: PostgreSQL refuses the row
+        return event
+
+    # The audit row and the event go in one statement: the event refused, neither is kept.
+    monkeypatch.setattr(audit.services, "event_build", refused)
+
+    with pytest.raises(DataError):
         account_create(merchant=merchant, currency="USD")
 
     assert not Account.objects.exists()
@@ -525,6 +535,30 @@ def test_system_account_is_created_once_with_an_audit_row() -> None:
     assert row.object_type == "account"
     assert (row.new_values["currency"], row.new_values["status"]) == ("USD", "active")
     assert not Event.objects.filter(object_id=created.public_id).exists()
+
+
+def test_several_system_accounts_are_read_in_one_query_and_the_missing_created() -> None:
+    fees = system_account_get(currency="USD", purpose=SystemPurpose.PLATFORM_FEES)
+
+    with CaptureQueriesContext(connection) as queries:
+        both = system_accounts_get(
+            currency="usd", purposes=[SystemPurpose.PLATFORM_FEES, SystemPurpose.FX]
+        )
+    assert both[SystemPurpose.PLATFORM_FEES] == fees
+    created = both[SystemPurpose.FX]
+    assert (created.kind, created.currency, created.system_purpose) == (
+        AccountKind.SYSTEM,
+        "USD",
+        SystemPurpose.FX,
+    )
+    assert AuditLog.objects.filter(action="account.created", object_id=created.public_id).exists()
+
+    with CaptureQueriesContext(connection) as again:
+        assert system_accounts_get(
+            currency="USD", purposes=[SystemPurpose.FX, SystemPurpose.PLATFORM_FEES]
+        ) == {SystemPurpose.FX: created, SystemPurpose.PLATFORM_FEES: fees}
+    assert len(again.captured_queries) == 1
+    assert len(queries.captured_queries) > 1  # the FX account was created
 
 
 @pytest.mark.parametrize("currency", ["usd", " Usd "])

@@ -120,6 +120,22 @@ def test_create_answers_202_processing_with_every_field(
     assert event["type"] == "payment.processing" and event["id"].startswith("evt_")
 
 
+@pytest.mark.parametrize("key", [None, "accepted-1"])
+def test_the_202_reads_exactly_as_a_get_of_the_same_payment(
+    api: ApiClient, wallet: Account, make_customer: Callable[..., Customer], key: str | None
+) -> None:
+    # The 202 is built from the rows just written (not read back): byte for byte what the
+    # payment reads as, metadata keys in the stored order (jsonb: shortest first) included.
+    metadata = {"zeta": "1", "a": "2", "mm": "3", "é": "4", "b": "5", "longest_key": "6"}
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    body = _body(wallet, customer=make_customer().public_id, description="x", metadata=metadata)
+    accepted = api.post("payments", body, **headers)
+    assert accepted.status_code == 202, accepted.content
+    shown = api.get(f"payments/{accepted.json()['id']}")
+    assert shown.status_code == 200
+    assert accepted.content == shown.content
+
+
 def test_retrieve_shows_the_attempts_and_the_timeline_oldest_first(
     api: ApiClient, wallet: Account
 ) -> None:

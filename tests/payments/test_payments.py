@@ -7,7 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
@@ -18,6 +20,7 @@ from audit.models import AuditLog, Event
 from core.exceptions import AccountInactive, Declined, InvalidState, NotFound, ValidationError
 from ledger.models import LedgerEntry, LedgerTransactionKind
 from payments.fees import pricing_set
+from payments.locks import payment_lock
 from payments.models import (
     AttemptKind,
     AttemptStatus,
@@ -527,3 +530,57 @@ def test_clearing_and_fees_balance_across_many_payments(
     assert fees.balance == totals["fee"]
     assert wallet.balance == totals["captured"] - totals["fee"]
     assert invariant_violations() == {}
+
+
+# --- the payment's lock -------------------------------------------------------------------
+
+
+def _fields(instance: Any) -> dict[str, Any]:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+
+@pytest.mark.parametrize("with_customer", [True, False])
+def test_the_payment_lock_reads_what_the_orm_reads_in_one_statement(
+    pay: Callable[..., Payment], merchant: Merchant, with_customer: bool
+) -> None:
+    customer = CustomerFactory.create(merchant=merchant, metadata={"k": "v"})
+    payment = pay(customer=customer if with_customer else None, metadata={"b": "1", "aa": "2"})
+    expected = Payment.objects.select_related("destination_account", "customer").get(pk=payment.pk)
+
+    with CaptureQueriesContext(connection) as queries:
+        locked = payment_lock(payment.pk)
+    [statement] = [q["sql"] for q in queries.captured_queries]
+    assert statement.endswith("FOR NO KEY UPDATE OF p")
+
+    assert _fields(locked) == _fields(expected)
+    assert _fields(locked.destination_account) == _fields(expected.destination_account)
+    if with_customer:
+        assert _fields(locked.customer) == _fields(expected.customer)
+    else:
+        assert locked.customer is None
+    with pytest.raises(Payment.DoesNotExist):
+        payment_lock(payment.pk + 1_000_000)
+
+
+def test_applying_a_capture_is_a_fixed_number_of_statements(
+    pay: Callable[..., Payment], merchant: Merchant
+) -> None:
+    # The savepoint (here; BEGIN in a worker); the attempt's payment; the payment locked;
+    # the attempt locked; the pricing; both system accounts; the ledger transaction with
+    # its audit row; the accounts locked; their balances; the entries; the attempt; the
+    # payment; its audit row and event; its dead letters resolved; the savepoint released.
+    pricing_set(merchant=merchant, currency="USD", percent_bps=250, fixed_fee=0)
+    system_account_get(currency="USD", purpose=SystemPurpose.PROVIDER_CLEARING)  # exist
+    system_account_get(currency="USD", purpose=SystemPurpose.PLATFORM_FEES)
+    payment = pay()
+    attempt = _attempt(payment)
+
+    with CaptureQueriesContext(connection) as queries:
+        attempt_result_apply(
+            attempt_id=attempt.pk,
+            result=ProviderResult(status=ResultStatus.SUCCEEDED, reference="pi_1"),
+        )
+    statements = [q["sql"][:60] for q in queries.captured_queries]
+    assert len(statements) == 15, statements
+    payment.refresh_from_db()
+    assert (payment.status, payment.fee) == (PaymentStatus.SUCCEEDED, 250)
