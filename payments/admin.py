@@ -12,7 +12,15 @@ from core.admin import ReadOnlyAdmin
 from core.exceptions import DomainError
 from payments.fees import pricing_set
 from payments.fx import fx_rate_set, fx_rate_validate
-from payments.models import FxQuote, FxRate, Payment, PaymentAttempt, Pricing, Transfer
+from payments.models import (
+    FxQuote,
+    FxRate,
+    Payment,
+    PaymentAttempt,
+    Pricing,
+    ProviderWebhook,
+    Transfer,
+)
 
 
 @admin.register(Transfer)
@@ -195,6 +203,32 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
     search_fields = ("public_id", "payment__public_id", "provider_reference")
     list_select_related = ("payment",)
     date_hierarchy = "created_at"
+
+
+@admin.register(ProviderWebhook)
+class ProviderWebhookAdmin(ReadOnlyAdmin):
+    """Providers' webhooks as they came, and how their processing went; a dead one is
+    retried from its dead letter (audit's DeadLetter admin, "Retry")."""
+
+    list_display = (
+        "received_at",
+        "provider",
+        "type",
+        "event_id",
+        "object_reference",
+        "status",
+        "tries",
+        "processed_at",
+    )
+    list_filter = ("provider", "status", "type")
+    search_fields = ("event_id", "object_reference", "attempt_reference")
+    date_hierarchy = "received_at"
+    exclude = ("body",)
+    readonly_fields = ("body_text",)
+
+    @admin.display(description="body")
+    def body_text(self, webhook: ProviderWebhook) -> str:
+        return bytes(webhook.body).decode("utf-8", errors="replace")
 
 
 class PricingForm(forms.ModelForm):

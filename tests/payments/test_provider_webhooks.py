@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from pytest_django.fixtures import Settings
@@ -573,3 +574,21 @@ def test_one_webhook_processed_five_times_at_once_is_one_transition(settings: Se
     assert postings(payment) == 1
     assert payment_audit_rows(payment) == audit_before + 1
     assert invariant_violations() == {}
+
+
+def test_the_admin_shows_stored_webhooks_read_only(
+    db: None, django_capture_on_commit_callbacks: OnCommit
+) -> None:
+    body, headers = _stripe_valid()
+    with django_capture_on_commit_callbacks(execute=False):
+        post(Client(), "stripe", body, headers)
+    webhook = ProviderWebhook.objects.get()
+    staff = Client()
+    staff.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw-not-used"))
+    listing = staff.get("/admin/payments/providerwebhook/")
+    assert listing.status_code == 200
+    assert webhook.event_id in listing.content.decode()
+    page = staff.get(f"/admin/payments/providerwebhook/{webhook.pk}/change/")
+    assert page.status_code == 200
+    assert "pi_b7" in page.content.decode()  # the raw body, shown as text
+    assert staff.post(f"/admin/payments/providerwebhook/{webhook.pk}/delete/").status_code == 403
