@@ -501,7 +501,7 @@ class AdyenAdapter:
             raise WebhookInvalid("body too large")
         try:
             notification = json.loads(body)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
             raise WebhookInvalid("malformed JSON") from error
         items = notification.get("notificationItems") if isinstance(notification, dict) else None
         if not isinstance(items, list) or not items:

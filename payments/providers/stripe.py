@@ -487,8 +487,10 @@ class StripeAdapter:
             raise WebhookInvalid("body is not UTF-8") from error
         except stripe.SignatureVerificationError as error:
             raise WebhookInvalid(_signature_refusal(str(error))) from error
-        except ValueError as error:  # signed, yet no JSON object (json.loads, the SDK)
+        except (ValueError, RecursionError) as error:  # signed, yet no JSON (or too deep)
             raise WebhookInvalid("malformed JSON") from error
+        except (AttributeError, TypeError) as error:  # JSON, but no object: the SDK's .get
+            raise WebhookInvalid("not an event") from error
         if _signed_at(header) > time.time() + settings.PROVIDER_WEBHOOK_TOLERANCE_SECONDS:
             raise WebhookInvalid("timestamp in the future")
         parsed = _event(event.to_dict())

@@ -44,6 +44,7 @@ from tests.workers import tasks_through_broker
 
 PATH = "/webhooks/providers/{}/"
 QUIET_BROKER = "redis://127.0.0.1:6379/12"
+DEEP = b"[" * 100_000 + b"]" * 100_000  # RELIABILITY B5's nested arrays, within the size cap
 OnCommit = Callable[..., Any]
 
 
@@ -160,6 +161,8 @@ def _another_secret() -> tuple[bytes, dict[str, str]]:
         (_another_secret, "bad signature"),
         (lambda: (b"\xff" * 10, stripe_signature(b"\xff" * 10)), "body is not UTF-8"),
         (lambda: (b"[1, 2", stripe_signature(b"[1, 2")), "malformed JSON"),
+        (lambda: (b"[1, 2]", stripe_signature(b"[1, 2]")), "not an event"),
+        (lambda: (DEEP, stripe_signature(DEEP)), "malformed JSON"),
     ],
     ids=[
         "stale t",
@@ -172,6 +175,8 @@ def _another_secret() -> tuple[bytes, dict[str, str]]:
         "another secret",
         "not utf-8",
         "not json",
+        "a list",
+        "100,000 deep",
     ],
 )
 def test_stripe_bad_webhooks_are_400_logged_and_store_nothing(
@@ -199,8 +204,10 @@ def test_stripe_bad_webhooks_are_400_logged_and_store_nothing(
             "bad signature",
         ),
         (lambda: b'{"notificationItems": "x"}', "no notificationItems"),
+        (lambda: DEEP, "malformed JSON"),
+        (lambda: b"[" + b"1," * 100_000 + b"1]", "no notificationItems"),
     ],
-    ids=["stale", "future", "one byte changed", "malformed"],
+    ids=["stale", "future", "one byte changed", "malformed", "100,000 deep", "100,001 long"],
 )
 def test_adyen_bad_notifications_are_400_and_store_nothing(
     client: Client, db: None, make: Any, reason: str
