@@ -25,6 +25,7 @@ from payments.models import (
     ProviderWebhook,
     ProviderWebhookStatus,
 )
+from payments.payments import payment_cancel, payment_capture
 from payments.providers.circuit import circuit_force
 from payments.providers.registry import PROVIDERS
 from tests.payments.integration.conftest import (
@@ -187,3 +188,37 @@ def test_an_event_never_matched_is_retried_then_a_dead_letter_retried_from_there
     )
     webhook.refresh_from_db()
     assert (webhook.status, webhook.tries) == (ProviderWebhookStatus.DEAD, MAX_TRIES + 1)
+
+
+@pytest.mark.parametrize("operation", ["capture", "cancel"])
+def test_adyen_capture_and_cancel_notifications_race_their_own_answer_once(
+    operation: str,
+    merchant_of: MakeMerchant,
+    webhook_simulator: SimulatorProcess,
+    webhook_worker: Worker,
+) -> None:
+    """Adyen notifies a capture or a cancel about when the attempt's own task applies the
+    provider's answer (before, during or after): both settle the same attempt under its
+    payment's lock, so it ends once, posted once."""
+    merchant, wallet = merchant_of("adyen")
+    payment = pay(merchant, wallet, capture_method=CaptureMethod.MANUAL)
+    wait_for_status([payment], PaymentStatus.REQUIRES_CAPTURE, webhook_worker)
+    if operation == "capture":
+        payment_capture(payment=payment)
+        wait_for_status([payment], PaymentStatus.SUCCEEDED, webhook_worker)
+    else:
+        payment_cancel(payment=payment)
+        wait_for_status([payment], PaymentStatus.CANCELED, webhook_worker)
+    code = "CAPTURE" if operation == "capture" else "CANCELLATION"
+
+    def notified() -> bool:
+        return ProviderWebhook.objects.filter(
+            type=code, status=ProviderWebhookStatus.PROCESSED
+        ).exists()
+
+    wait_until(notified, seconds=WAIT_SECONDS, what=f"the {code} notification processed")
+    webhook = ProviderWebhook.objects.get(type=code)
+    assert webhook.object_reference == payment.provider_reference
+    assert ledger_postings(payment) == (1 if operation == "capture" else 0)
+    assert payment.attempts.filter(kind=operation, status="succeeded").count() == 1
+    assert_reconciled()
