@@ -223,6 +223,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "payments.tasks.recover_attempts",
         "schedule": timedelta(seconds=30),
     },
+    "sweep-provider-webhooks": {
+        "task": "payments.tasks.sweep_provider_webhooks",
+        "schedule": timedelta(minutes=1),
+    },
 }
 
 REST_FRAMEWORK = {
@@ -325,6 +329,15 @@ PROVIDER_MAX_RESPONSE_BYTES = env.int("PROVIDER_MAX_RESPONSE_BYTES", default=102
 # Inbound webhooks: the largest body read, and how old a signed timestamp may be.
 PROVIDER_WEBHOOK_MAX_BODY_BYTES = env.int("PROVIDER_WEBHOOK_MAX_BODY_BYTES", default=256 * 1024)
 PROVIDER_WEBHOOK_TOLERANCE_SECONDS = env.int("PROVIDER_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Inbound webhooks whose object we do not know yet (it raced ahead of our own record) are
+# parked and tried again: after RETRY_SECONDS, doubled each time (capped at
+# PAYMENT_TASK_BACKOFF_MAX_SECONDS), MAX_TRIES tries in all, then a dead letter. One still
+# `received` after SWEEP_AFTER_SECONDS (its task never sent: the broker was down) has its
+# task sent again by the sweep (Celery beat), at most SWEEP_BATCH a round.
+PROVIDER_WEBHOOK_MAX_TRIES = env.int("PROVIDER_WEBHOOK_MAX_TRIES", default=8)
+PROVIDER_WEBHOOK_RETRY_SECONDS = env.float("PROVIDER_WEBHOOK_RETRY_SECONDS", default=2.0)
+PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS = env.int("PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS", default=60)
+PROVIDER_WEBHOOK_SWEEP_BATCH = env.int("PROVIDER_WEBHOOK_SWEEP_BATCH", default=1000)
 # Circuit breaker per provider: opens after this many failed calls in a row (errors and
 # unknown outcomes; declines are answers), lets a trial call through after the reset time.
 # Its state lives in Redis (REDIS_URL), shared by every process, whenever DATABASE_URL is

@@ -23,9 +23,10 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from simple_history.middleware import HistoryRequestMiddleware as _history_request_middleware
 
-# The API and the probes (config/urls.py); /metrics (django-prometheus) only exactly, so
-# that a path merely starting with these letters keeps the whole stack.
-MACHINE_PATH_PREFIXES = ("/api/", "/health/")
+# The API, the probes and the providers' webhooks (config/urls.py); /metrics
+# (django-prometheus) only exactly, so that a path merely starting with these letters keeps
+# the whole stack.
+MACHINE_PATH_PREFIXES = ("/api/", "/health/", "/webhooks/")
 METRICS_PATH = "/metrics"
 
 _Response = HttpResponseBase | Awaitable[HttpResponseBase]

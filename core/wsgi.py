@@ -74,10 +74,14 @@ _TIMEOUT = BodyRefused(
 
 
 def _body_limit(environ: dict[str, Any]) -> int:
-    """The largest body read here: the API's own limit under /api/, Django's elsewhere (the
-    admin's forms). A larger declared body is left unread for the API's 413 or Django's."""
-    if environ.get("PATH_INFO", "").startswith("/api/"):
+    """The largest body read here: the API's own limit under /api/, the providers' webhooks'
+    under /webhooks/, Django's elsewhere (the admin's forms). A larger declared body is
+    left unread for the API's 413 (or the webhook view's), or Django's."""
+    path = environ.get("PATH_INFO", "")
+    if path.startswith("/api/"):
         return int(settings.API_MAX_BODY_BYTES)
+    if path.startswith("/webhooks/"):
+        return int(settings.PROVIDER_WEBHOOK_MAX_BODY_BYTES)
     return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or settings.API_MAX_BODY_BYTES)
 
 

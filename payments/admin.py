@@ -19,6 +19,7 @@ from payments.models import (
     PaymentAttempt,
     Payout,
     Pricing,
+    ProviderWebhook,
     Refund,
     Transfer,
 )
@@ -274,6 +275,32 @@ class PayoutAdmin(ReadOnlyAdmin):
     list_select_related = ("merchant", "source_account")
     date_hierarchy = "created_at"
     inlines = (PaymentAttemptInline,)
+
+
+@admin.register(ProviderWebhook)
+class ProviderWebhookAdmin(ReadOnlyAdmin):
+    """Providers' webhooks as they came, and how their processing went; a dead one is
+    retried from its dead letter (audit's DeadLetter admin, "Retry")."""
+
+    list_display = (
+        "received_at",
+        "provider",
+        "type",
+        "event_id",
+        "object_reference",
+        "status",
+        "tries",
+        "processed_at",
+    )
+    list_filter = ("provider", "status", "type")
+    search_fields = ("event_id", "object_reference", "attempt_reference")
+    date_hierarchy = "received_at"
+    exclude = ("body",)
+    readonly_fields = ("body_text",)
+
+    @admin.display(description="body")
+    def body_text(self, webhook: ProviderWebhook) -> str:
+        return bytes(webhook.body).decode("utf-8", errors="replace")
 
 
 class PricingForm(forms.ModelForm):

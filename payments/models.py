@@ -540,6 +540,12 @@ class PaymentAttempt(models.Model):
                 condition=Q(status__in=["pending", "unknown"]),
                 name="attempt_unresolved",
             ),
+            # An inbound webhook's attempt, found by the provider's id of its object.
+            models.Index(
+                fields=["provider", "provider_reference"],
+                condition=Q(status__in=["pending", "unknown"]),
+                name="attempt_unresolved_reference",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -644,3 +650,64 @@ class Pricing(models.Model):
 
     def __str__(self) -> str:
         return f"{self.merchant} {self.currency}: {self.percent_bps} bps + {self.fixed_fee}"
+
+
+class ProviderWebhookStatus(models.TextChoices):
+    """received → processed; received → parked (its object not found yet) → processed, or
+    after PROVIDER_WEBHOOK_MAX_TRIES → dead (a dead letter; an operator's retry may still
+    process it). docs/payments.md "Inbound provider webhooks"."""
+
+    RECEIVED = "received", "Received"
+    PROCESSED = "processed", "Processed"
+    PARKED = "parked", "Parked"
+    DEAD = "dead", "Dead"
+
+
+class ProviderWebhook(models.Model):
+    """One event a provider sent us, verified, stored as it came (the body's bytes and the
+    headers that sign it, so that it can be verified again), once: the unique
+    (provider, event_id) is the deduplication of the provider's retries. Only the
+    processing fields (status, tries, processed_at, last_error) ever change; PostgreSQL
+    refuses anything else (payments/0005). `kind`, `object_reference` and
+    `attempt_reference` are what the adapter read from it at receipt, for the lookup."""
+
+    provider = models.CharField(max_length=16)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16)  # payments.providers.base.OperationKind
+    object_reference = models.CharField(max_length=255, blank=True)  # pi_…, re_…, a pspReference
+    attempt_reference = models.CharField(max_length=64, blank=True)  # our att_… it echoes
+    body = models.BinaryField()
+    signature_headers = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(
+        max_length=16,
+        choices=ProviderWebhookStatus.choices,
+        default=ProviderWebhookStatus.RECEIVED,
+    )
+    tries = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                condition=Q(status__in=["received", "parked", "dead"]),
+                name="provider_webhook_unprocessed",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "event_id"], name="provider_webhook_one_per_event"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="processed", processed_at__isnull=False)
+                | (~Q(status="processed") & Q(processed_at__isnull=True)),
+                name="provider_webhook_processed_at_when_processed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_id} ({self.status})"

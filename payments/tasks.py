@@ -2,6 +2,7 @@
 acknowledged and rejected when their worker dies, so a killed worker's task is delivered
 again and makes the same call with the same idempotency key."""
 
+import logging
 import random
 
 from celery import Task, shared_task
@@ -13,14 +14,28 @@ from core.exceptions import DomainError
 from payments.attempts import attempt_run, attempts_recover_due
 from payments.models import PaymentAttempt
 from payments.payments import ATTEMPT_TASK, authorizations_cancel_expired
+from payments.webhooks import (
+    WEBHOOK_TASK,
+    Outcome,
+    provider_webhook_bury,
+    provider_webhook_process,
+    provider_webhook_tries,
+    provider_webhooks_sweep,
+)
+
+logger = logging.getLogger(__name__)
 
 
-def retry_delay(retries: int, retry_after: float | None = None) -> float:
-    """Seconds before try `retries + 1`: exponential, capped, with full jitter; never
-    sooner than the provider's Retry-After, nor later than the cap (a Retry-After of `inf`
-    or of years is no countdown a broker can hold)."""
+def retry_delay(
+    retries: int, retry_after: float | None = None, *, base_seconds: float | None = None
+) -> float:
+    """Seconds before try `retries + 1`: exponential from `base_seconds`
+    (PAYMENT_TASK_BACKOFF_SECONDS unless given), capped, with full jitter; never sooner
+    than the provider's Retry-After, nor later than the cap (a Retry-After of `inf` or of
+    years is no countdown a broker can hold)."""
     cap = settings.PAYMENT_TASK_BACKOFF_MAX_SECONDS
-    ceiling = min(cap, settings.PAYMENT_TASK_BACKOFF_SECONDS * 2**retries)
+    base = settings.PAYMENT_TASK_BACKOFF_SECONDS if base_seconds is None else base_seconds
+    ceiling = min(cap, base * 2**retries)
     delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
     return min(max(delay, retry_after or 0.0), cap)
 
@@ -82,3 +97,32 @@ def recover_attempts() -> int:
 def cancel_expired_authorizations() -> int:
     """SPEC "Authorization deadline", scheduled by Celery beat (CELERY_BEAT_SCHEDULE)."""
     return authorizations_cancel_expired()
+
+
+@shared_task(
+    bind=True, name=WEBHOOK_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None
+)
+def process_provider_webhook(self: Task, webhook_id: int) -> str | Retry:
+    """Process a stored provider webhook (payments.webhooks); parked, it is tried again
+    with backoff (PROVIDER_WEBHOOK_RETRY_SECONDS, doubled), and after
+    PROVIDER_WEBHOOK_MAX_TRIES tries in all it is dead: a dead letter. Eagerly (the demo)
+    a parked webhook is left parked: the janitor asks the provider about its attempt."""
+    try:
+        processed = provider_webhook_process(webhook_id=webhook_id)
+        outcome, reason = processed.outcome, processed.reason
+    except Exception as error:  # its attempt could not be settled now (a frozen account)
+        logger.exception("provider webhook %s could not be processed", webhook_id)
+        outcome, reason = Outcome.PARKED, f"{type(error).__name__}: {error}"
+    if outcome == Outcome.PROCESSED or self.request.is_eager:
+        return str(outcome)
+    if provider_webhook_tries(webhook_id=webhook_id) >= settings.PROVIDER_WEBHOOK_MAX_TRIES:
+        provider_webhook_bury(webhook_id=webhook_id, reason=reason)
+        return "dead"
+    delay = retry_delay(self.request.retries, base_seconds=settings.PROVIDER_WEBHOOK_RETRY_SECONDS)
+    return self.retry(countdown=delay)
+
+
+@shared_task(name="payments.tasks.sweep_provider_webhooks", acks_late=True)
+def sweep_provider_webhooks() -> int:
+    """Scheduled by Celery beat (CELERY_BEAT_SCHEDULE): webhooks whose task was not sent."""
+    return provider_webhooks_sweep()

@@ -84,6 +84,9 @@ class ProviderEvent:
     result: ProviderResult
     created: datetime.datetime
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # Our attempt's public id (its idempotency key) as the provider echoes it (Stripe's
+    # metadata moneta_attempt, Adyen's merchantReference); empty when it does not.
+    attempt_reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class ProviderAdapter(Protocol):
     same operation at the provider, so a call repeated with it never acts twice."""
 
     name: str  # "stripe" | "adyen"
+    webhook_signature_headers: tuple[str, ...]  # kept with a stored webhook
 
     def authorize(
         self,

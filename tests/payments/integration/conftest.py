@@ -109,9 +109,10 @@ class SimulatorProcess:
         return str(response.json()["status"])
 
 
-@pytest.fixture(scope="module")
-def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
-    directory = tmp_path_factory.mktemp("simulator")
+@contextlib.contextmanager
+def simulator_started(directory: Path, webhook_url: str = "") -> Iterator[SimulatorProcess]:
+    """`run_provider_simulator` on a free port, sending its webhooks to `webhook_url`
+    (none when empty); stopped on the way out."""
     port = free_port()
     log = directory / "simulator.log"
     with log.open("wb") as output:
@@ -125,7 +126,7 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorPro
                 "--store",
                 str(directory / "store.sqlite3"),
                 "--webhook-url",
-                "",
+                webhook_url,
                 "--async-seconds",
                 str(ASYNC_SECONDS),
                 "--timeout-seconds",
@@ -155,6 +156,12 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorPro
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    with simulator_started(tmp_path_factory.mktemp("simulator")) as started:
+        yield started
 
 
 def _answers(admin: httpx.Client) -> bool:

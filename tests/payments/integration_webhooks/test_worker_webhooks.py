@@ -1,0 +1,224 @@
+"""Inbound provider webhooks end to end: the provider simulator (its own process, over
+HTTP) sends its signed webhooks to a live server of ours (pytest-django's, in this
+process), which stores them and sends their tasks to Redis; a real Celery worker process
+processes them. `pm_card_async` payments finish only through this path here: no janitor
+runs, and the attempt's own task leaves an accepted (pending) payment alone.
+
+Redis database 12 is these tests' broker (tests/payments/integration uses 8)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from pytest_django.fixtures import Settings
+
+from audit.models import DeadLetter, DeadLetterStatus
+from audit.services import dead_letter_retry
+from bench.webhook_requests import stripe_event_body, stripe_signature
+from payments.models import (
+    CaptureMethod,
+    PaymentStatus,
+    ProviderWebhook,
+    ProviderWebhookStatus,
+)
+from payments.payments import payment_cancel, payment_capture
+from payments.providers.circuit import circuit_force
+from payments.providers.registry import PROVIDERS
+from tests.payments.integration.conftest import (
+    WAIT_SECONDS,
+    MakeMerchant,
+    SimulatorProcess,
+    Worker,
+    Workers,
+    assert_reconciled,
+    ledger_postings,
+    merchant_of,
+    pay,
+    simulator_started,
+    wait_for_status,
+)
+from tests.workers import tasks_through_broker, wait_until
+
+BROKER_URL = "redis://127.0.0.1:6379/12"
+__all__ = ["merchant_of"]  # a fixture of tests/payments/integration's, used here
+MAX_TRIES = 3
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def webhook_simulator(
+    live_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SimulatorProcess]:
+    with simulator_started(tmp_path_factory.mktemp("simulator"), live_server.url) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def webhook_worker(
+    webhook_simulator: SimulatorProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_setup: None,
+) -> Iterator[Worker]:
+    client = redis.Redis.from_url(BROKER_URL)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    started = Workers(webhook_simulator, tmp_path_factory.mktemp("worker"))
+    try:
+        yield started.start(
+            REDIS_URL=BROKER_URL,
+            PROVIDER_WEBHOOK_MAX_TRIES=str(MAX_TRIES),
+            PROVIDER_WEBHOOK_RETRY_SECONDS="0.1",
+        )
+    finally:
+        started.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def wired(
+    settings: Settings, webhook_simulator: SimulatorProcess, webhook_worker: Worker
+) -> Iterator[None]:
+    """This process (and its live server's thread) sends tasks to Redis database 12 and
+    talks to the same simulator as the worker."""
+    settings.PROVIDER_SIMULATOR_URL = webhook_simulator.url
+    settings.PROVIDER_CIRCUIT_STORAGE = "redis"
+    with tasks_through_broker(settings, BROKER_URL):
+        webhook_simulator.reset()
+        try:
+            yield
+        finally:
+            webhook_simulator.reset()
+            for provider in PROVIDERS:
+                circuit_force(provider, state="closed")
+
+
+def sent_webhooks(simulator: SimulatorProcess) -> list[dict[str, Any]]:
+    return list(simulator.admin.get("/_simulator/webhooks").json()["data"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_an_async_payment_finishes_through_the_providers_webhook(
+    provider: str,
+    merchant_of: MakeMerchant,
+    webhook_simulator: SimulatorProcess,
+    webhook_worker: Worker,
+) -> None:
+    merchant, wallet = merchant_of(provider)
+    payment = pay(merchant, wallet, "pm_card_async")
+    wait_for_status([payment], PaymentStatus.SUCCEEDED, webhook_worker)
+    webhook = ProviderWebhook.objects.get(provider=provider)
+    assert webhook.status == ProviderWebhookStatus.PROCESSED
+    assert webhook.object_reference == payment.provider_reference
+    sent = [w for w in sent_webhooks(webhook_simulator) if w["provider"] == provider]
+    assert [w["status"] for w in sent] == ["sent"]
+    assert webhook_simulator.charges(provider, payment) == 1
+    assert ledger_postings(payment) == 1
+    assert_reconciled()
+
+
+def test_a_manual_capture_async_payment_becomes_capturable_through_its_webhook(
+    merchant_of: MakeMerchant, webhook_worker: Worker
+) -> None:
+    merchant, wallet = merchant_of("stripe")
+    payment = pay(merchant, wallet, "pm_card_async", capture_method=CaptureMethod.MANUAL)
+    wait_for_status([payment], PaymentStatus.REQUIRES_CAPTURE, webhook_worker)
+    assert ProviderWebhook.objects.get().type == "payment_intent.amount_capturable_updated"
+    assert ledger_postings(payment) == 0
+
+
+def test_duplicates_through_the_server_are_one_row_and_one_posting(
+    merchant_of: MakeMerchant, live_server: Any, webhook_worker: Worker
+) -> None:
+    """The provider's retries of an event already stored: answered, not processed again."""
+    merchant, wallet = merchant_of("stripe")
+    payment = pay(merchant, wallet, "pm_card_async")
+    wait_for_status([payment], PaymentStatus.SUCCEEDED, webhook_worker)
+    webhook = ProviderWebhook.objects.get()
+    body = bytes(webhook.body)
+    with httpx.Client(base_url=live_server.url, trust_env=False) as client:
+        for _ in range(5):
+            response = client.post(
+                "/webhooks/providers/stripe/",
+                content=body,
+                headers={**stripe_signature(body), "Content-Type": "application/json"},
+            )
+            assert response.json() == {"received": 0, "duplicates": 1}
+    webhook.refresh_from_db()
+    assert (ProviderWebhook.objects.count(), webhook.tries) == (1, 1)
+    assert ledger_postings(payment) == 1
+    assert_reconciled()
+
+
+def test_an_event_never_matched_is_retried_then_a_dead_letter_retried_from_there(
+    live_server: Any, webhook_worker: Worker
+) -> None:
+    body = stripe_event_body(reference="pi_never_ours")
+    with httpx.Client(base_url=live_server.url, trust_env=False) as client:
+        response = client.post(
+            "/webhooks/providers/stripe/",
+            content=body,
+            headers={**stripe_signature(body), "Content-Type": "application/json"},
+        )
+    assert response.status_code == 200
+    webhook = ProviderWebhook.objects.get()
+
+    def dead() -> bool:
+        webhook.refresh_from_db()
+        return webhook.status == ProviderWebhookStatus.DEAD
+
+    wait_until(dead, seconds=WAIT_SECONDS, what="the webhook to be dead", seen=webhook_worker.tail)
+    assert webhook.tries == MAX_TRIES
+    assert "no authorize found for 'pi_never_ours'" in webhook.last_error
+    letter = DeadLetter.objects.get()
+    assert (letter.kind, letter.status) == ("inbound_webhook", DeadLetterStatus.OPEN)
+
+    # The operator's retry sends the task again, by name: one more try, dead again.
+    dead_letter_retry(dead_letter=letter)
+    wait_until(
+        lambda: DeadLetter.objects.count() == 2,
+        seconds=WAIT_SECONDS,
+        what="the retried webhook's second dead letter",
+        seen=webhook_worker.tail,
+    )
+    webhook.refresh_from_db()
+    assert (webhook.status, webhook.tries) == (ProviderWebhookStatus.DEAD, MAX_TRIES + 1)
+
+
+@pytest.mark.parametrize("operation", ["capture", "cancel"])
+def test_adyen_capture_and_cancel_notifications_race_their_own_answer_once(
+    operation: str,
+    merchant_of: MakeMerchant,
+    webhook_simulator: SimulatorProcess,
+    webhook_worker: Worker,
+) -> None:
+    """Adyen notifies a capture or a cancel about when the attempt's own task applies the
+    provider's answer (before, during or after): both settle the same attempt under its
+    payment's lock, so it ends once, posted once."""
+    merchant, wallet = merchant_of("adyen")
+    payment = pay(merchant, wallet, capture_method=CaptureMethod.MANUAL)
+    wait_for_status([payment], PaymentStatus.REQUIRES_CAPTURE, webhook_worker)
+    if operation == "capture":
+        payment_capture(payment=payment)
+        wait_for_status([payment], PaymentStatus.SUCCEEDED, webhook_worker)
+    else:
+        payment_cancel(payment=payment)
+        wait_for_status([payment], PaymentStatus.CANCELED, webhook_worker)
+    code = "CAPTURE" if operation == "capture" else "CANCELLATION"
+
+    def notified() -> bool:
+        return ProviderWebhook.objects.filter(
+            type=code, status=ProviderWebhookStatus.PROCESSED
+        ).exists()
+
+    wait_until(notified, seconds=WAIT_SECONDS, what=f"the {code} notification processed")
+    webhook = ProviderWebhook.objects.get(type=code)
+    assert webhook.object_reference == payment.provider_reference
+    assert ledger_postings(payment) == (1 if operation == "capture" else 0)
+    assert payment.attempts.filter(kind=operation, status="succeeded").count() == 1
+    assert_reconciled()
