@@ -57,7 +57,7 @@ class Receiver:
                     )
                     answer = receiver.script.next()
                 if isinstance(answer, tuple) and answer[0] == "sleep":
-                    time.sleep(float(answer[1]))  # type: ignore[arg-type]
+                    time.sleep(float(answer[1]))
                     answer = 200
                 if isinstance(answer, tuple) and answer[0] == "redirect":
                     self.send_response(302)
