@@ -59,6 +59,17 @@ def _refusal(host: str, addresses: list[IpAddress]) -> str | None:
     return None
 
 
+def _schemes() -> set[str]:
+    return {"https", "http"} if settings.WEBHOOKS_ALLOW_PRIVATE_URLS else {"https"}
+
+
+def scheme_refusal(url: str) -> str | None:
+    """Why a delivery may not use this URL's scheme now (it was checked when registered;
+    the setting may have changed since), or None."""
+    scheme = urlsplit(url).scheme.lower()
+    return None if scheme in _schemes() else f"{scheme} URLs are not allowed"
+
+
 def webhook_url_validate(url: Any) -> str:
     """The URL a merchant registers, or a ValidationError naming `url`: https (http too when
     private URLs are allowed), no credentials, a host that resolves, only to public
@@ -70,7 +81,7 @@ def webhook_url_validate(url: Any) -> str:
         httpx.URL(url)
     except (ValueError, httpx.InvalidURL) as error:
         raise ValidationError(f"url is not a valid URL: {error}", param="url") from error
-    schemes = {"https", "http"} if settings.WEBHOOKS_ALLOW_PRIVATE_URLS else {"https"}
+    schemes = _schemes()
     if parts.scheme.lower() not in schemes:
         raise ValidationError(
             f"url must be {' or '.join(sorted(schemes))}", code="url_scheme", param="url"

@@ -16,7 +16,7 @@ from rest_framework.renderers import JSONRenderer
 
 from audit.representations import event_data
 from audit.services import dead_letters_resolve
-from webhooks.addresses import AddressRefused, checked_client
+from webhooks.addresses import AddressRefused, checked_client, scheme_refusal
 from webhooks.models import (
     WebhookDelivery,
     WebhookDeliveryAttempt,
@@ -82,6 +82,9 @@ def _post(delivery: WebhookDelivery) -> Answer:
     }
     started = time.monotonic()
     status_code, received, error = None, b"", ""
+    refusal = scheme_refusal(endpoint.url)
+    if refusal is not None:
+        return Answer(status_code=None, body="", error=f"address refused: {refusal}", duration_ms=0)
     try:
         with _client(settings.WEBHOOK_TIMEOUT_SECONDS).stream(
             "POST", endpoint.url, content=body, headers=headers
