@@ -8,6 +8,7 @@ from audit.api.views import EventViewSet
 from core.api.views import ApiIndexView, CachedSchemaView, DocsView
 from ledger.api.views import AccountLedgerViewSet
 from payments.api.views import FxQuoteViewSet, PaymentViewSet, TransferViewSet
+from webhooks.api.views import WebhookDeliveryViewSet, WebhookEndpointViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("customers", CustomerViewSet, basename="customer")
@@ -16,6 +17,8 @@ router.register("transfers", TransferViewSet, basename="transfer")
 router.register("fx_quotes", FxQuoteViewSet, basename="fx_quote")
 router.register("payments", PaymentViewSet, basename="payment")
 router.register("events", EventViewSet, basename="event")
+router.register("webhook_endpoints", WebhookEndpointViewSet, basename="webhook_endpoint")
+router.register("webhook_deliveries", WebhookDeliveryViewSet, basename="webhook_delivery")
 # An account's balance and entries are the ledger's (ADR 0012), under the account's paths
 # and route names (`account-balance`, `account-entries`): a router of their own, as one
 # router takes each basename once.

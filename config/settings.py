@@ -255,6 +255,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "REDOC_DIST": "SIDECAR",  # drf-spectacular-sidecar's copy, not a CDN's
+    # An endpoint's three shapes (plain, with its secret, deleted) share these enums.
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEndpointObjectEnum": ["webhook_endpoint"],
+        "WebhookEndpointStatusEnum": ["enabled", "disabled"],
+    },
 }
 # Idempotency-Key (SPEC §4.1, docs/adr/0006): a completed key is kept (and replayed) at
 # least this long; a key still in flight whose holder has not finished after the lock
