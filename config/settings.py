@@ -365,6 +365,9 @@ WEBHOOK_DISPATCH_LEASE_SECONDS = env.int("WEBHOOK_DISPATCH_LEASE_SECONDS", defau
 WEBHOOK_RELAY_INTERVAL_SECONDS = env.float("WEBHOOK_RELAY_INTERVAL_SECONDS", default=1.0)
 # Events (and due deliveries) one relay transaction takes.
 WEBHOOK_RELAY_BATCH = env.int("WEBHOOK_RELAY_BATCH", default=500)
+# The relay run after a commit makes the first attempts of the deliveries it created
+# itself when there are at most this many (a task for each otherwise; 0: always tasks).
+WEBHOOK_RELAY_INLINE_MAX = env.int("WEBHOOK_RELAY_INLINE_MAX", default=4)
 # After a secret's rotation, the old one signs too (beside the new) for this long.
 WEBHOOK_SECRET_GRACE_HOURS = env.int("WEBHOOK_SECRET_GRACE_HOURS", default=24)
 CELERY_BEAT_SCHEDULE["relay-webhooks"] = {

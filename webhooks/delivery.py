@@ -16,6 +16,7 @@ from rest_framework.renderers import JSONRenderer
 
 from audit.representations import event_data
 from audit.services import dead_letters_resolve
+from core.db import insert_rows
 from webhooks.addresses import AddressRefused, checked_client, scheme_refusal
 from webhooks.models import (
     WebhookDelivery,
@@ -24,6 +25,7 @@ from webhooks.models import (
     WebhookEndpoint,
     WebhookEndpointStatus,
 )
+from webhooks.relay import attempt_lease_end
 from webhooks.services import DisabledReason, delivery_end, webhook_endpoint_disable
 from webhooks.signing import signature_header
 
@@ -113,34 +115,35 @@ def _post(delivery: WebhookDelivery) -> Answer:
 
 def _claim(delivery_id: int, attempt: int) -> WebhookDelivery | None:
     """Take attempt number `attempt` of a pending delivery, or None when it is not this
-    task's to make (done, ended, or taken by another task)."""
+    task's to make (done, ended, or taken by another task). One UPDATE: the claim is its
+    own transaction, and the attempt owns the delivery until the lease it sets runs out."""
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery_id,
+        status=WebhookDeliveryStatus.PENDING,
+        attempts=attempt - 1,
+        endpoint__status=WebhookEndpointStatus.ENABLED,
+    ).update(attempts=attempt, next_attempt_at=attempt_lease_end(), updated_at=timezone.now())
+    if not claimed:
+        _end_if_endpoint_disabled(delivery_id)
+        return None
+    return WebhookDelivery.objects.select_related("endpoint", "event").get(pk=delivery_id)
+
+
+def _end_if_endpoint_disabled(delivery_id: int) -> None:
+    """A pending delivery whose endpoint was disabled meanwhile fails."""
     with transaction.atomic():
         delivery = (
             WebhookDelivery.objects.select_for_update(of=("self",))
-            .select_related("endpoint", "event")
-            .filter(pk=delivery_id)
+            .select_related("endpoint")
+            .filter(pk=delivery_id, status=WebhookDeliveryStatus.PENDING)
             .first()
         )
-        if (
-            delivery is None
-            or delivery.status != WebhookDeliveryStatus.PENDING
-            or delivery.attempts != attempt - 1
-        ):
-            return None
-        if delivery.endpoint.status != WebhookEndpointStatus.ENABLED:
+        if delivery is not None and delivery.endpoint.status != WebhookEndpointStatus.ENABLED:
             delivery_end(
                 delivery=delivery,
                 status=WebhookDeliveryStatus.FAILED,
                 error=f"endpoint {delivery.endpoint.disabled_reason or 'disabled'}",
             )
-            return None
-        delivery.attempts = attempt
-        # Owned by this attempt until then: a worker that dies here leaves it to the relay.
-        delivery.next_attempt_at = timezone.now() + timedelta(
-            seconds=3 * settings.WEBHOOK_TIMEOUT_SECONDS + settings.WEBHOOK_DISPATCH_LEASE_SECONDS
-        )
-        delivery.save(update_fields=["attempts", "next_attempt_at", "updated_at"])
-    return delivery
 
 
 def retry_delay(retry: int) -> float | None:
@@ -157,28 +160,38 @@ def _record(delivery: WebhookDelivery, attempt: int, answer: Answer) -> str | No
     """Store the attempt and what follows from it; the reason to disable the endpoint, if
     any (done by the caller, after this commits: the endpoint's lock comes first)."""
     now = timezone.now()
+    record = WebhookDeliveryAttempt(
+        delivery_id=delivery.pk,
+        number=attempt,
+        succeeded=answer.succeeded,
+        status_code=answer.status_code,
+        duration_ms=answer.duration_ms,
+        response_body=answer.body,
+        error=answer.error,
+        created_at=now,
+    )
+    mine = {"pk": delivery.pk, "status": WebhookDeliveryStatus.PENDING, "attempts": attempt}
+    if answer.succeeded:  # the usual case, in two statements
+        with transaction.atomic():
+            insert_rows([record])
+            done = WebhookDelivery.objects.filter(**mine).update(
+                status=WebhookDeliveryStatus.SUCCEEDED,
+                delivered_at=now,
+                next_attempt_at=None,
+                last_status_code=answer.status_code,
+                last_error="",
+                updated_at=now,
+            )
+            if done and delivery.schedule_offset:  # retried by hand: it was dead, maybe
+                dead_letters_resolve(object_type="webhook_delivery", object_id=delivery.public_id)
+        return None
     with transaction.atomic():
-        locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
-        WebhookDeliveryAttempt.objects.create(
-            delivery=locked,
-            number=attempt,
-            succeeded=answer.succeeded,
-            status_code=answer.status_code,
-            duration_ms=answer.duration_ms,
-            response_body=answer.body,
-            error=answer.error,
-        )
-        if locked.status != WebhookDeliveryStatus.PENDING or locked.attempts != attempt:
+        insert_rows([record])
+        locked = WebhookDelivery.objects.select_for_update().filter(**mine).first()
+        if locked is None:
             return None  # ended or retried by hand meanwhile: that decides what follows
         locked.last_status_code = answer.status_code
         locked.last_error = answer.error
-        if answer.succeeded:
-            locked.status = WebhookDeliveryStatus.SUCCEEDED
-            locked.delivered_at = now
-            locked.next_attempt_at = None
-            locked.save()
-            dead_letters_resolve(object_type="webhook_delivery", object_id=locked.public_id)
-            return None
         if answer.status_code == 410:
             locked.save()
             delivery_end(delivery=locked, status=WebhookDeliveryStatus.FAILED, error="410 Gone")
@@ -206,12 +219,18 @@ def _record(delivery: WebhookDelivery, attempt: int, answer: Answer) -> str | No
 
 def delivery_attempt(*, delivery_id: int, attempt: int) -> str:
     """Make attempt number `attempt` of a delivery, if it is still this one's to make;
-    returns what became of the delivery (or `skipped`)."""
+    returns how the attempt went (or `skipped`)."""
     delivery = _claim(delivery_id, attempt)
     if delivery is None:
         return "skipped"
+    return delivery_attempt_claimed(delivery=delivery)
+
+
+def delivery_attempt_claimed(*, delivery: WebhookDelivery) -> str:
+    """Make the attempt of a delivery claimed already (its `attempts` counts it), its
+    event and endpoint loaded; returns how it went."""
     answer = _post(delivery)
-    disable = _record(delivery, attempt, answer)
+    disable = _record(delivery, delivery.attempts, answer)
     if disable is not None:
         detail = (
             "the endpoint answered 410 Gone"
@@ -219,5 +238,4 @@ def delivery_attempt(*, delivery_id: int, attempt: int) -> str:
             else f"every attempt of delivery {delivery.public_id} failed for its whole schedule"
         )
         webhook_endpoint_disable(endpoint=delivery.endpoint, reason=disable, detail=detail)
-    delivery.refresh_from_db(fields=["status"])
-    return str(delivery.status)
+    return "succeeded" if answer.succeeded else "failed"

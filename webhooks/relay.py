@@ -17,7 +17,11 @@ nothing.
 
 It runs from Celery beat every WEBHOOK_RELAY_INTERVAL_SECONDS (`webhooks.tasks.relay`),
 and at once after every commit that wrote events (`relay_soon`, on
-audit.services.events_committed). In the demo (eager Celery) both run in-process."""
+audit.services.events_committed: the events only). That run makes the first attempts of
+the deliveries it created itself when they are few (WEBHOOK_RELAY_INLINE_MAX), instead of
+a task for each: one queue hop less for the usual commit of one event. In the demo (eager
+Celery), where no beat runs, each commit that writes events also sends the due
+deliveries."""
 
 import logging
 from collections.abc import Sequence
@@ -42,13 +46,23 @@ logger = logging.getLogger(__name__)
 
 RELAY_TASK = "webhooks.tasks.relay"
 DELIVER_TASK = "webhooks.tasks.deliver"
+# A delivery's id and the number of the attempt to make.
+Due = tuple[int, int]
 
 
 def _lease_end() -> Any:
     return timezone.now() + timedelta(seconds=settings.WEBHOOK_DISPATCH_LEASE_SECONDS)
 
 
-def deliveries_send_on_commit(due: Sequence[tuple[int, int]]) -> None:
+def attempt_lease_end() -> Any:
+    """Until when a claimed attempt owns its delivery: its POST's time, and the dispatch
+    lease (a worker that dies meanwhile leaves it to the relay after that)."""
+    return timezone.now() + timedelta(
+        seconds=3 * settings.WEBHOOK_TIMEOUT_SECONDS + settings.WEBHOOK_DISPATCH_LEASE_SECONDS
+    )
+
+
+def deliveries_send_on_commit(due: Sequence[Due]) -> None:
     """Once the current transaction commits, send a delivery task for each (delivery id,
     attempt number). If the broker refuses, the deliveries are made due again at once,
     for the next relay after the broker is back."""
@@ -75,43 +89,55 @@ def deliveries_send_on_commit(due: Sequence[tuple[int, int]]) -> None:
     transaction.on_commit(send, robust=True)
 
 
-def events_relay(*, limit: int | None = None) -> int:
-    """Turn up to `limit` committed, unrelayed events into deliveries; how many events."""
+def events_relay(
+    *, limit: int | None = None, keep_at_most: int = 0
+) -> tuple[int, list[WebhookDelivery]]:
+    """Turn up to `limit` committed, unrelayed events into deliveries. Returns how many
+    events, and, when they make at most `keep_at_most` deliveries, those deliveries with
+    their first attempt claimed (their event and endpoint loaded) for the caller to make
+    once this commits; otherwise a task is sent for each."""
     limit = limit or settings.WEBHOOK_RELAY_BATCH
     with transaction.atomic():
         events = list(
             Event.objects.filter(relayed_at__isnull=True)
             .order_by("id")
-            .select_for_update(skip_locked=True)
-            .only("id", "merchant_id", "type", "created_at")[:limit]
+            .select_for_update(skip_locked=True)[:limit]
         )
         if not events:
-            return 0
+            return 0, []
         endpoints: dict[int, list[WebhookEndpoint]] = {}
         for endpoint in WebhookEndpoint.objects.filter(
             merchant_id__in={event.merchant_id for event in events if event.merchant_id},
             status=WebhookEndpointStatus.ENABLED,
             deleted_at__isnull=True,
-        ).only("id", "merchant_id", "enabled_events", "created_at"):
+        ):
             endpoints.setdefault(endpoint.merchant_id, []).append(endpoint)
-        now, lease_end = timezone.now(), _lease_end()
-        deliveries = [
-            WebhookDelivery(
-                event_id=event.pk,
-                endpoint_id=endpoint.pk,
-                merchant_id=endpoint.merchant_id,
-                next_attempt_at=lease_end,
-                created_at=now,
-                updated_at=now,
-            )
+        pairs = [
+            (event, endpoint)
             for event in events
             for endpoint in endpoints.get(event.merchant_id or 0, [])
             # An endpoint receives what happened after it was registered.
             if endpoint.subscribes_to(event.type) and endpoint.created_at <= event.created_at
         ]
+        keep = len(pairs) <= keep_at_most
+        now = timezone.now()
+        deliveries = [
+            WebhookDelivery(
+                event=event,
+                endpoint=endpoint,
+                merchant_id=endpoint.merchant_id,
+                # Kept: claimed here, as a task's first attempt would claim it.
+                attempts=1 if keep else 0,
+                next_attempt_at=attempt_lease_end() if keep else _lease_end(),
+                created_at=now,
+                updated_at=now,
+            )
+            for event, endpoint in pairs
+        ]
         if not insert_rows(deliveries, ignore_conflicts=True):
             # Some existed already (nothing else creates them; kept as a guard): send what
             # is still pending of these events.
+            keep = False
             deliveries = list(
                 WebhookDelivery.objects.filter(
                     event_id__in=[event.pk for event in events],
@@ -120,8 +146,10 @@ def events_relay(*, limit: int | None = None) -> int:
                 )
             )
         Event.objects.filter(pk__in=[event.pk for event in events]).update(relayed_at=now)
-        deliveries_send_on_commit([(delivery.pk, 1) for delivery in deliveries])
-    return len(events)
+        if keep:
+            return len(events), deliveries
+        deliveries_send_on_commit([(delivery.pk, delivery.attempts + 1) for delivery in deliveries])
+    return len(events), []
 
 
 def deliveries_dispatch_due(*, limit: int | None = None) -> int:
@@ -146,22 +174,27 @@ def deliveries_dispatch_due(*, limit: int | None = None) -> int:
     return len(due)
 
 
-def relay_run() -> tuple[int, int]:
-    """One run of the relay: every waiting event (in batches), then the due deliveries.
-    Returns (events relayed, deliveries dispatched)."""
-    relayed = 0
+def relay_run(*, due: bool = True, keep_at_most: int = 0) -> tuple[int, int, list[WebhookDelivery]]:
+    """One run of the relay: every waiting event (in batches), then, with `due`, the due
+    deliveries. Returns (events relayed, deliveries dispatched, first attempts kept for
+    the caller: see `events_relay`)."""
+    relayed, kept = 0, list[WebhookDelivery]()
     while True:
-        batch = events_relay()
+        batch, batch_kept = events_relay(keep_at_most=keep_at_most - len(kept))
         relayed += batch
+        kept += batch_kept
         if batch < settings.WEBHOOK_RELAY_BATCH:
             break
-    return relayed, deliveries_dispatch_due()
+    return relayed, deliveries_dispatch_due() if due else 0, kept
 
 
 def relay_soon(**kwargs: Any) -> None:
-    """Receiver of audit.services.events_committed: the relay task, sent now. When the
-    broker cannot take it, the events wait for the beat's next run."""
+    """Receiver of audit.services.events_committed: the relay task, sent now, for the
+    events only (due deliveries are beat's). When the broker cannot take it, the events
+    wait for beat's next run."""
     try:
-        current_app.tasks[RELAY_TASK].apply_async()
+        # Eager (the demo), no beat runs: this relay sends the due deliveries too.
+        due = bool(current_app.conf.task_always_eager)
+        current_app.tasks[RELAY_TASK].apply_async(kwargs={"due": due, "inline": True})
     except Exception:
         logger.warning("webhook relay not sent (broker down?); beat will run it", exc_info=True)
