@@ -34,6 +34,8 @@ from tests.api.helpers import (
     transfer_body,
 )
 from tests.factories import AccountFactory, CustomerFactory
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.services import webhook_endpoint_create
 
 
 def _routes() -> list[tuple[str, str, bool]]:
@@ -59,6 +61,8 @@ MISSING_IDS = {
     "event": "evt_0000000000000000000000",
     "fx_quote": "fxq_0000000000000000000000",
     "payment": "pay_0000000000000000000000",
+    "webhook_endpoint": "we_0000000000000000000000",
+    "webhook_delivery": "whd_0000000000000000000000",
 }
 
 
@@ -78,6 +82,8 @@ class World:
     a_quote: FxQuote
     a_payment: Payment
     b_payment: Payment
+    a_webhook_endpoint: WebhookEndpoint
+    a_webhook_delivery: WebhookDelivery
 
     def a_object_id(self, basename: str) -> str:
         """One of A's objects for each resource of the router."""
@@ -88,6 +94,8 @@ class World:
             "event": Event.objects.filter(merchant=self.a).order_by("id").first().public_id,  # type: ignore[union-attr]
             "fx_quote": self.a_quote.public_id,
             "payment": self.a_payment.public_id,
+            "webhook_endpoint": self.a_webhook_endpoint.public_id,
+            "webhook_delivery": self.a_webhook_delivery.public_id,
         }[basename]
 
     def a_ids(self) -> set[str]:
@@ -107,6 +115,8 @@ class World:
         ids |= set(
             PaymentAttempt.objects.filter(payment__in=payments).values_list("public_id", flat=True)
         )
+        for model in (WebhookEndpoint, WebhookDelivery):
+            ids |= set(model.objects.filter(merchant=self.a).values_list("public_id", flat=True))
         return ids
 
 
@@ -142,6 +152,16 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
         )
         for merchant, account, customer in [(a, a_account, a_customer), (b, b_account, b_customer)]
     )
+    a_endpoint, _ = (  # B has one too: its list is not empty
+        webhook_endpoint_create(
+            merchant=merchant, url="https://93.184.216.34/hooks", enabled_events=["*"]
+        )[0]
+        for merchant in (a, b)
+    )
+    # The relay runs after commits, which this test's transaction never makes: by hand.
+    a_delivery = WebhookDelivery.objects.create(
+        event=Event.objects.filter(merchant=a).first(), endpoint=a_endpoint, merchant=a
+    )
     return World(
         a=a,
         b=b,
@@ -157,6 +177,8 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
         a_quote=a_quote,
         a_payment=a_payment,
         b_payment=b_payment,
+        a_webhook_endpoint=a_endpoint,
+        a_webhook_delivery=a_delivery,
     )
 
 
@@ -319,12 +341,30 @@ def _payment_create(world: World, b: ApiClient) -> None:
     )
 
 
+def _webhook_endpoint_create(world: World, b: ApiClient) -> None:
+    # No ids to name; B's endpoint is B's, and A cannot see it.
+    body = {"url": "https://93.184.216.34/b", "enabled_events": ["*"]}
+    response = b.post("webhook_endpoints", body)
+    assert response.status_code == 201, response.content
+    created = WebhookEndpoint.objects.get(public_id=response.json()["id"])
+    assert created.merchant_id == world.b.pk
+    counts = row_counts()
+    assert_error(
+        b.post("webhook_endpoints", {**body, "merchant": world.a.public_id}),
+        400,
+        "invalid_request_error",
+        param="merchant",
+    )
+    assert row_counts() == counts
+
+
 CREATE_CASES: dict[str, Callable[[World, ApiClient], None]] = {
     "customer-list": _customer_create,
     "account-list": _account_create,
     "transfer-list": _transfer_create,
     "fx_quote-list": _fx_quote_create,
     "payment-list": _payment_create,
+    "webhook_endpoint-list": _webhook_endpoint_create,
 }
 
 

@@ -122,7 +122,13 @@ class WebhookEndpointViewSet(
         description="A new secret, returned only here. The previous one keeps signing beside "
         "it (two signatures in `webhook-signature`) for 24 hours.",
     )
-    @action(detail=True, methods=["post"], filterset_class=None, pagination_class=None)
+    @action(
+        detail=True,
+        methods=["post"],
+        url_name="rotate_secret",  # one word after the basename, as the other routes'
+        filterset_class=None,
+        pagination_class=None,
+    )
     def rotate_secret(self, request: Request, id: str) -> Response:
         rotated = webhook_endpoint_rotate_secret(endpoint=self.get_object())
         return Response(WebhookEndpointWithSecretOutput(rotated).data)
