@@ -160,7 +160,7 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
     )
     # The relay runs after commits, which this test's transaction never makes: by hand.
     a_delivery = WebhookDelivery.objects.create(
-        event=Event.objects.filter(merchant=a).first(), endpoint=a_endpoint, merchant=a
+        event=Event.objects.filter(merchant=a)[0], endpoint=a_endpoint, merchant=a
     )
     return World(
         a=a,
