@@ -56,6 +56,7 @@ class WebhooksBenchOptions:
     endpoints: int
     drain: float
     worker: WorkerOptions
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -219,10 +220,15 @@ def _run(
     with (
         tempfile.TemporaryDirectory(prefix="bench_webhooks-") as directory,
         receiver_running(port, secrets) as arrivals_of,
-        worker_running(options.worker, env, Path(directory)) as worker,
+        contextlib.ExitStack() as workers,
         beat_running(settings.WEBHOOK_RELAY_INTERVAL_SECONDS),
     ):
-        groups = {"worker": worker.process.pid, "bench and receiver": os.getpgid(0)}
+        groups = {"bench and receiver": os.getpgid(0)}
+        for number in range(options.workers):
+            logs = Path(directory) / f"worker-{number}"
+            logs.mkdir()
+            worker = workers.enter_context(worker_running(options.worker, env, logs))
+            groups[f"worker {number + 1}"] = worker.process.pid
         database = str(connection.settings_dict["NAME"])
         cpu_before = cpu_by_group(groups, database)
         total = int(options.rate * options.seconds)

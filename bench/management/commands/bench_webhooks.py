@@ -47,9 +47,12 @@ class Command(AuditedCommand):
             default="redis://127.0.0.1:6379/3",
             help="the Redis the worker takes tasks from (redis://127.0.0.1:6379/3)",
         )
-        parser.add_argument("--pool", default="threads", help="the worker's pool (threads)")
         parser.add_argument(
-            "--concurrency", type=positive_int, default=8, help="the worker's concurrency (8)"
+            "--workers", type=positive_int, default=2, help="worker processes (2: a core each)"
+        )
+        parser.add_argument("--pool", default="threads", help="each worker's pool (threads)")
+        parser.add_argument(
+            "--concurrency", type=positive_int, default=8, help="each worker's concurrency (8)"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -62,6 +65,7 @@ class Command(AuditedCommand):
             endpoints=options["endpoints"],
             drain=options["drain"],
             worker=WorkerOptions(pool=options["pool"], concurrency=options["concurrency"]),
+            workers=options["workers"],
         )
         bench_report(
             name="bench_webhooks",
