@@ -180,6 +180,8 @@ def test_the_delivery_log_filters_and_a_retry(
 
     dead = api.get(path, {"status": "dead"}).json()["results"][0]
     assert dead["object"] == "webhook_delivery" and dead["id"].startswith("whd_")
+    refused = api.post(f"webhook_deliveries/{dead['id']}/retry", {"status": "succeeded"})
+    assert_error(refused, 400, "invalid_request_error", param="status", code="parameter_unknown")
     # Eager Celery (the demo's): the retry is attempted once the request's work commits;
     # in this test's transaction the attempt waits, so the delivery is pending again.
     retried = api.post(f"webhook_deliveries/{dead['id']}/retry")

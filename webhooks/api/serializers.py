@@ -28,6 +28,14 @@ class WebhookEndpointInput(StrictSerializer):
     metadata = MetadataField()
 
 
+class WebhookEndpointRotateSecretInput(StrictSerializer):
+    """No fields: a new secret is made."""
+
+
+class WebhookDeliveryRetryInput(StrictSerializer):
+    """No fields: the delivery is sent again as it is."""
+
+
 class WebhookEndpointOutput(serializers.Serializer):
     id = serializers.CharField()
     object = ObjectTypeField("webhook_endpoint")

@@ -16,9 +16,11 @@ from core.api.idempotency import idempotent
 from core.api.views import MerchantScopedViewSet
 from webhooks.api.serializers import (
     WebhookDeliveryOutput,
+    WebhookDeliveryRetryInput,
     WebhookEndpointDeletedOutput,
     WebhookEndpointInput,
     WebhookEndpointOutput,
+    WebhookEndpointRotateSecretInput,
     WebhookEndpointWithSecretOutput,
 )
 from webhooks.models import (
@@ -117,7 +119,7 @@ class WebhookEndpointViewSet(
 
     @idempotent
     @extend_schema(
-        request=None,
+        request=WebhookEndpointRotateSecretInput,
         responses={200: WebhookEndpointWithSecretOutput},
         description="A new secret, returned only here. The previous one keeps signing beside "
         "it (two signatures in `webhook-signature`) for 24 hours.",
@@ -130,7 +132,11 @@ class WebhookEndpointViewSet(
         pagination_class=None,
     )
     def rotate_secret(self, request: Request, id: str) -> Response:
-        rotated = webhook_endpoint_rotate_secret(endpoint=self.get_object())
+        endpoint = self.get_object()
+        WebhookEndpointRotateSecretInput(data=request.data, context={"request": request}).is_valid(
+            raise_exception=True
+        )
+        rotated = webhook_endpoint_rotate_secret(endpoint=endpoint)
         return Response(WebhookEndpointWithSecretOutput(rotated).data)
 
     @extend_schema(
@@ -159,7 +165,7 @@ class WebhookDeliveryViewSet(MerchantScopedViewSet):
 
     @idempotent
     @extend_schema(
-        request=None,
+        request=WebhookDeliveryRetryInput,
         responses={200: WebhookDeliveryOutput},
         description="Send the delivery again now (a replay too, when it succeeded), with the "
         "same `webhook-id`, on a fresh retry schedule. Refused (400 `endpoint_disabled`) "
@@ -167,5 +173,9 @@ class WebhookDeliveryViewSet(MerchantScopedViewSet):
     )
     @action(detail=True, methods=["post"], filterset_class=None, pagination_class=None)
     def retry(self, request: Request, id: str) -> Response:
-        delivery = webhook_delivery_retry(delivery=self.get_object())
+        delivery = self.get_object()
+        WebhookDeliveryRetryInput(data=request.data, context={"request": request}).is_valid(
+            raise_exception=True
+        )
+        delivery = webhook_delivery_retry(delivery=delivery)
         return Response(WebhookDeliveryOutput(_deliveries().get(pk=delivery.pk)).data)
