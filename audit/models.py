@@ -55,10 +55,20 @@ class Event(models.Model):
     object_id = models.CharField(max_length=64)
     data = models.JSONField(encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # When the webhook relay handed the event on (webhooks.relay): null until then. The
+    # relay takes the committed events still null, whatever order their transactions
+    # committed in, and sets it in the transaction that creates their deliveries.
+    relayed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["object_type", "object_id"])]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"]),
+            # The relay's queue: only the events not relayed yet, a handful at any time.
+            models.Index(
+                fields=["id"], condition=models.Q(relayed_at__isnull=True), name="event_to_relay"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.type}"

@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import current_app
 from django.db import connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from audit.context import current_context
@@ -14,6 +15,27 @@ from core.db import insert_rows, insert_rows_together
 from core.exceptions import InvalidState
 
 logger = logging.getLogger(__name__)
+
+# Sent once after each commit of a transaction that wrote events: the webhook relay
+# (webhooks.apps) listens, so that events go out at once rather than at its next scheduled
+# run. audit knows nothing of webhooks (ADR 0012); a missed signal only delays an event.
+events_committed = Signal()
+
+
+def _events_committed() -> None:
+    events_committed.send(sender=Event)
+
+
+def _events_committed_on_commit() -> None:
+    """Send `events_committed` after the current transaction commits, once however many
+    events it writes (a rolled-back savepoint drops its callbacks, and the check with it).
+    Outside a transaction there is nothing to wait for: `event_emit` sends it itself."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        return
+    if any(callback is _events_committed for _, callback, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(_events_committed, robust=True)
 
 
 def audit_log_build(
@@ -94,7 +116,9 @@ def change_record(
 def event_build(
     *, merchant_id: int | None, type: str, object_type: str, object_id: str, data: Mapping[str, Any]
 ) -> Event:
-    """An unsaved event for the outbox, to insert in the transaction that made the change."""
+    """An unsaved event for the outbox, to insert in the transaction that made the change
+    (the relay is told once that transaction commits)."""
+    _events_committed_on_commit()
     return Event(
         merchant_id=merchant_id,
         type=type,
@@ -112,6 +136,8 @@ def event_emit(
         merchant_id=merchant_id, type=type, object_type=object_type, object_id=object_id, data=data
     )
     insert_rows([event])
+    if not transaction.get_connection().in_atomic_block:
+        _events_committed()
     return event
 
 

@@ -14,6 +14,7 @@ from payments.api.views import (
     RefundViewSet,
     TransferViewSet,
 )
+from webhooks.api.views import WebhookDeliveryViewSet, WebhookEndpointViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("customers", CustomerViewSet, basename="customer")
@@ -24,6 +25,8 @@ router.register("payments", PaymentViewSet, basename="payment")
 router.register("refunds", RefundViewSet, basename="refund")
 router.register("payouts", PayoutViewSet, basename="payout")
 router.register("events", EventViewSet, basename="event")
+router.register("webhook_endpoints", WebhookEndpointViewSet, basename="webhook_endpoint")
+router.register("webhook_deliveries", WebhookDeliveryViewSet, basename="webhook_delivery")
 # An account's balance and entries are the ledger's (ADR 0012), under the account's paths
 # and route names (`account-balance`, `account-entries`): a router of their own, as one
 # router takes each basename once.

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "accounts",
     "ledger",
     "payments",
+    "webhooks",
     "bench",
     "simulator",
 ]
@@ -261,6 +262,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "REDOC_DIST": "SIDECAR",  # drf-spectacular-sidecar's copy, not a CDN's
+    # An endpoint's three shapes (plain, with its secret, deleted) share these enums.
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEndpointObjectEnum": ["webhook_endpoint"],
+        "WebhookEndpointStatusEnum": ["enabled", "disabled"],
+    },
 }
 # Idempotency-Key (SPEC §4.1, docs/adr/0006): a completed key is kept (and replayed) at
 # least this long; a key still in flight whose holder has not finished after the lock
@@ -351,7 +357,39 @@ PROVIDER_CIRCUIT_STORAGE = env.str(
 )
 if PROVIDER_CIRCUIT_STORAGE not in ("redis", "memory"):
     raise ImproperlyConfigured("PROVIDER_CIRCUIT_STORAGE must be redis or memory")
+
+# Outbound webhooks (docs/webhooks.md). Off: endpoints must be https URLs of hosts whose
+# every address is public, checked when registered and on every connection.
 WEBHOOKS_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKS_ALLOW_PRIVATE_URLS", default=True)
+# Seconds to connect, and for each read and write, of a delivery's POST.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Seconds between a delivery's failed attempt and the next, each ± WEBHOOK_RETRY_JITTER (a
+# fraction); after the last, the delivery is dead (a dead letter). The default: 5 s, 5 min,
+# 30 min, 2 h, 5 h, then 10 h seven times: 13 attempts over about 3 days and 5 hours.
+WEBHOOK_RETRY_SCHEDULE_SECONDS = [
+    float(seconds)
+    for seconds in env.list(
+        "WEBHOOK_RETRY_SCHEDULE_SECONDS",
+        default=["5", "300", "1800", "7200", "18000", *["36000"] * 7],
+    )
+]
+WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.2)
+# How long a delivery whose task was sent is left to that task before the relay sends
+# another (the task was lost: Redis down, a worker killed before it started).
+WEBHOOK_DISPATCH_LEASE_SECONDS = env.int("WEBHOOK_DISPATCH_LEASE_SECONDS", default=30)
+# Celery beat runs the relay this often (it also runs after every commit that wrote events).
+WEBHOOK_RELAY_INTERVAL_SECONDS = env.float("WEBHOOK_RELAY_INTERVAL_SECONDS", default=1.0)
+# Events (and due deliveries) one relay transaction takes.
+WEBHOOK_RELAY_BATCH = env.int("WEBHOOK_RELAY_BATCH", default=500)
+# The relay run after a commit makes the first attempts of the deliveries it created
+# itself when there are at most this many (a task for each otherwise; 0: always tasks).
+WEBHOOK_RELAY_INLINE_MAX = env.int("WEBHOOK_RELAY_INLINE_MAX", default=4)
+# After a secret's rotation, the old one signs too (beside the new) for this long.
+WEBHOOK_SECRET_GRACE_HOURS = env.int("WEBHOOK_SECRET_GRACE_HOURS", default=24)
+CELERY_BEAT_SCHEDULE["relay-webhooks"] = {
+    "task": "webhooks.tasks.relay",
+    "schedule": timedelta(seconds=WEBHOOK_RELAY_INTERVAL_SECONDS),
+}
 
 # Ledger reconciliation: a provider clearing account whose balance is further than this
 # from zero (in minor units) is reported as a break by `reconcile_ledger`.

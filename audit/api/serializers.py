@@ -3,6 +3,7 @@ from typing import Any
 from rest_framework import serializers
 
 from audit.models import Event
+from audit.representations import event_data
 from core.api.schema import ObjectTypeField
 
 
@@ -24,10 +25,4 @@ class EventOutput(serializers.Serializer):
         }
 
     def to_representation(self, instance: Event) -> dict[str, Any]:
-        return {
-            "id": instance.public_id,
-            "object": "event",
-            "type": instance.type,
-            "created": instance.created_at,
-            "data": instance.data,
-        }
+        return event_data(instance)

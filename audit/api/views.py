@@ -1,6 +1,6 @@
-import django_filters
 from rest_framework import mixins
 
+from audit.api.filters import EventTypeFilter
 from audit.api.serializers import EventOutput
 from audit.models import Event
 from core.api.filters import CreatedFilterSet
@@ -8,7 +8,11 @@ from core.api.views import MerchantScopedViewSet
 
 
 class EventFilter(CreatedFilterSet):
-    type = django_filters.CharFilter(help_text="Only events of this type, e.g. `payment.failed`.")
+    type = EventTypeFilter(
+        field_name="type",
+        help_text="Only events of this type, e.g. `payment.failed`, or of this family, "
+        "e.g. `payment.*`.",
+    )
 
     class Meta:
         model = Event

@@ -38,6 +38,8 @@ from tests.api.helpers import (
     transfer_body,
 )
 from tests.factories import AccountFactory, CustomerFactory
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.services import webhook_endpoint_create
 
 
 def _routes() -> list[tuple[str, str, bool]]:
@@ -65,6 +67,8 @@ MISSING_IDS = {
     "payment": "pay_0000000000000000000000",
     "refund": "re_0000000000000000000000",
     "payout": "po_0000000000000000000000",
+    "webhook_endpoint": "we_0000000000000000000000",
+    "webhook_delivery": "whd_0000000000000000000000",
 }
 
 
@@ -88,6 +92,8 @@ class World:
     b_refund: Refund
     a_payout: Payout
     b_payout: Payout
+    a_webhook_endpoint: WebhookEndpoint
+    a_webhook_delivery: WebhookDelivery
 
     def a_object_id(self, basename: str) -> str:
         """One of A's objects for each resource of the router."""
@@ -100,6 +106,8 @@ class World:
             "payment": self.a_payment.public_id,
             "refund": self.a_refund.public_id,
             "payout": self.a_payout.public_id,
+            "webhook_endpoint": self.a_webhook_endpoint.public_id,
+            "webhook_delivery": self.a_webhook_delivery.public_id,
         }[basename]
 
     def a_ids(self) -> set[str]:
@@ -125,6 +133,8 @@ class World:
                 Q(payment__in=payments) | Q(refund__in=refunds) | Q(payout__in=payouts)
             ).values_list("public_id", flat=True)
         )
+        for model in (WebhookEndpoint, WebhookDelivery):
+            ids |= set(model.objects.filter(merchant=self.a).values_list("public_id", flat=True))
         return ids
 
 
@@ -187,6 +197,16 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
                 merchant=merchant, source=account, amount=50, currency="USD", destination="ba_ok"
             )
         )
+    a_endpoint, _ = (  # B has one too: its list is not empty
+        webhook_endpoint_create(
+            merchant=merchant, url="https://93.184.216.34/hooks", enabled_events=["*"]
+        )[0]
+        for merchant in (a, b)
+    )
+    # The relay runs after commits, which this test's transaction never makes: by hand.
+    a_delivery = WebhookDelivery.objects.create(
+        event=Event.objects.filter(merchant=a)[0], endpoint=a_endpoint, merchant=a
+    )
     return World(
         a=a,
         b=b,
@@ -206,6 +226,8 @@ def world(merchant, other_merchant, api, other_merchant_api) -> World:
         b_refund=refunds[1],
         a_payout=payouts[0],
         b_payout=payouts[1],
+        a_webhook_endpoint=a_endpoint,
+        a_webhook_delivery=a_delivery,
     )
 
 
@@ -396,6 +418,23 @@ def _payout_create(world: World, b: ApiClient) -> None:
     )
 
 
+def _webhook_endpoint_create(world: World, b: ApiClient) -> None:
+    # No ids to name; B's endpoint is B's, and A cannot see it.
+    body = {"url": "https://93.184.216.34/b", "enabled_events": ["*"]}
+    response = b.post("webhook_endpoints", body)
+    assert response.status_code == 201, response.content
+    created = WebhookEndpoint.objects.get(public_id=response.json()["id"])
+    assert created.merchant_id == world.b.pk
+    counts = row_counts()
+    assert_error(
+        b.post("webhook_endpoints", {**body, "merchant": world.a.public_id}),
+        400,
+        "invalid_request_error",
+        param="merchant",
+    )
+    assert row_counts() == counts
+
+
 CREATE_CASES: dict[str, Callable[[World, ApiClient], None]] = {
     "customer-list": _customer_create,
     "account-list": _account_create,
@@ -404,6 +443,7 @@ CREATE_CASES: dict[str, Callable[[World, ApiClient], None]] = {
     "payment-list": _payment_create,
     "refund-list": _refund_create,
     "payout-list": _payout_create,
+    "webhook_endpoint-list": _webhook_endpoint_create,
 }
 
 
