@@ -384,6 +384,9 @@ WEBHOOK_RELAY_BATCH = env.int("WEBHOOK_RELAY_BATCH", default=500)
 # The relay run after a commit makes the first attempts of the deliveries it created
 # itself when there are at most this many (a task for each otherwise; 0: always tasks).
 WEBHOOK_RELAY_INLINE_MAX = env.int("WEBHOOK_RELAY_INLINE_MAX", default=4)
+# A process sends at most one post-commit relay this often, that relay `countdown` seconds
+# later, covering every event committed meanwhile (0: one relay per commit, at once).
+WEBHOOK_RELAY_COALESCE_SECONDS = env.float("WEBHOOK_RELAY_COALESCE_SECONDS", default=0.2)
 # After a secret's rotation, the old one signs too (beside the new) for this long.
 WEBHOOK_SECRET_GRACE_HOURS = env.int("WEBHOOK_SECRET_GRACE_HOURS", default=24)
 CELERY_BEAT_SCHEDULE["relay-webhooks"] = {

@@ -16,14 +16,16 @@ attempt number it may make; a second task for the same attempt finds it taken an
 nothing.
 
 It runs from Celery beat every WEBHOOK_RELAY_INTERVAL_SECONDS (`webhooks.tasks.relay`),
-and at once after every commit that wrote events (`relay_soon`, on
-audit.services.events_committed: the events only). That run makes the first attempts of
-the deliveries it created itself when they are few (WEBHOOK_RELAY_INLINE_MAX), instead of
-a task for each: one queue hop less for the usual commit of one event. In the demo (eager
-Celery), where no beat runs, each commit that writes events also sends the due
-deliveries."""
+and soon after every commit that wrote events (`relay_soon`, on
+audit.services.events_committed: the events only; one task per process and
+WEBHOOK_RELAY_COALESCE_SECONDS serves all its commits meanwhile). That run makes the
+first attempts of the deliveries it created itself when they are few
+(WEBHOOK_RELAY_INLINE_MAX), instead of a task for each: one queue hop less for the usual
+commit of one event. In the demo (eager Celery), where no beat runs, each commit that
+writes events also sends the due deliveries."""
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -188,13 +190,28 @@ def relay_run(*, due: bool = True, keep_at_most: int = 0) -> tuple[int, int, lis
     return relayed, deliveries_dispatch_due() if due else 0, kept
 
 
+# When this process's last post-commit relay runs (time.monotonic()): a commit before then
+# is covered by it, and sends nothing.
+_relay_sent_runs_at = 0.0
+
+
 def relay_soon(**kwargs: Any) -> None:
-    """Receiver of audit.services.events_committed: the relay task, sent now, for the
-    events only (due deliveries are beat's). When the broker cannot take it, the events
-    wait for beat's next run."""
+    """Receiver of audit.services.events_committed: the relay task for the events only
+    (due deliveries are beat's), run WEBHOOK_RELAY_COALESCE_SECONDS later so that one task
+    serves every commit of this process meanwhile (a payment's commits would otherwise
+    cost a relay task each). When the broker cannot take it, the events wait for beat's
+    next run."""
+    global _relay_sent_runs_at
+    eager = bool(current_app.conf.task_always_eager)
+    window = 0.0 if eager else settings.WEBHOOK_RELAY_COALESCE_SECONDS
+    now = time.monotonic()
+    if window and now < _relay_sent_runs_at:
+        return
     try:
         # Eager (the demo), no beat runs: this relay sends the due deliveries too.
-        due = bool(current_app.conf.task_always_eager)
-        current_app.tasks[RELAY_TASK].apply_async(kwargs={"due": due, "inline": True})
+        current_app.tasks[RELAY_TASK].apply_async(
+            kwargs={"due": eager, "inline": True}, countdown=window
+        )
+        _relay_sent_runs_at = now + window
     except Exception:
         logger.warning("webhook relay not sent (broker down?); beat will run it", exc_info=True)
