@@ -210,6 +210,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_TIMEO
 # connections that are unusable or past DATABASE_CONN_MAX_AGE instead, as Django does per
 # request, and the worker keeps its PostgreSQL sessions between tasks.
 CELERY_DB_REUSE_MAX = 1_000_000
+# How often the janitor's round runs (payments.tasks.recover_attempts; see
+# PAYMENT_RECOVERY_AFTER_SECONDS below). The demo runs it every second (bin/demo).
+PAYMENT_RECOVERY_INTERVAL_SECONDS = env.float("PAYMENT_RECOVERY_INTERVAL_SECONDS", default=30.0)
+# Run by Celery beat, or by `manage.py run_schedule` where no beat runs (the demo).
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": timedelta(minutes=1)},
     "purge-idempotency-keys": {
@@ -222,7 +226,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "recover-payment-attempts": {
         "task": "payments.tasks.recover_attempts",
-        "schedule": timedelta(seconds=30),
+        "schedule": timedelta(seconds=PAYMENT_RECOVERY_INTERVAL_SECONDS),
     },
     "sweep-provider-webhooks": {
         "task": "payments.tasks.sweep_provider_webhooks",

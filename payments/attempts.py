@@ -1,11 +1,13 @@
 """Making an attempt's provider call, and finding out what became of one (the janitor, after
 Kill Bill's): the only code of the payments domain that talks to a provider. No database
-transaction is open while a provider is called; the answer is applied by
-`payments.payments.attempt_result_apply`.
+transaction is open while a provider is called; the answer is applied to the attempt's
+owner by `attempt_result_apply`. The top of the domain: it imports the owners (payments,
+refunds, payouts), none of which imports it.
 """
 
 import logging
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,17 +15,39 @@ from django.utils import timezone
 
 from audit.services import dead_letter_record
 from payments.models import AttemptKind, AttemptStatus, PaymentAttempt
-from payments.payments import (
-    ATTEMPT_TASK,
-    Applied,
-    attempt_recovery_round,
-    attempt_result_apply,
-)
-from payments.providers.base import OperationKind, ProviderResult, ResultStatus
+from payments.outcomes import ATTEMPT_TASK, Applied, attempt_recovery_round
+from payments.payments import payment_attempt_apply
+from payments.payouts import payout_attempt_apply
+from payments.providers.base import DeclineClass, OperationKind, ProviderResult, ResultStatus
 from payments.providers.registry import adapter_get
 from payments.providers.results import result_checked, result_unknown
+from payments.refunds import refund_attempt_apply
 
 logger = logging.getLogger(__name__)
+
+
+def attempt_result_apply(
+    *, attempt_id: int, result: ProviderResult, latency_ms: int | None = None
+) -> Applied:
+    """Apply a provider's answer to an attempt of any kind and its owner, in one
+    transaction of the owner's (`payment_attempt_apply`, `refund_attempt_apply`,
+    `payout_attempt_apply`): the attempt's outcome (and latency), and the owner's new
+    state with its ledger posting, event and audit row. Each locks its owner first and
+    reads the attempt again under that lock: an attempt already final is left as it is,
+    so an answer applied twice (a redelivered task, the janitor, a webhook) changes
+    nothing and posts nothing more. A decline of class `temporary` counts as an error:
+    the call is made again.
+    """
+    if result.status == ResultStatus.DECLINED and result.decline_class == DeclineClass.TEMPORARY:
+        result = replace(result, status=ResultStatus.ERROR)
+    kind, payment_id = PaymentAttempt.objects.values_list("kind", "payment_id").get(pk=attempt_id)
+    if kind == AttemptKind.REFUND:
+        return refund_attempt_apply(attempt_id=attempt_id, result=result, latency_ms=latency_ms)
+    if kind == AttemptKind.PAYOUT:
+        return payout_attempt_apply(attempt_id=attempt_id, result=result, latency_ms=latency_ms)
+    return payment_attempt_apply(
+        attempt_id=attempt_id, result=result, latency_ms=latency_ms, payment_id=payment_id
+    )
 
 
 def _call(attempt: PaymentAttempt) -> ProviderResult:

@@ -12,12 +12,12 @@ from accounts.system import system_account_get
 from audit.services import audit_log_record, change_record
 from ledger.holds import hold_capture, hold_release
 from payments.models import AttemptStatus, PaymentAttempt, Payout, Refund
-from payments.payments import (
+from payments.outcomes import (
     Applied,
-    _attempt_end,
-    _attempt_pending,
-    _attempt_refused,
-    _not_done,
+    attempt_end,
+    attempt_not_done,
+    attempt_pending,
+    attempt_refused,
 )
 from payments.providers.base import ProviderResult, ResultStatus
 
@@ -45,7 +45,7 @@ def held_answer_apply(
     status = result.status
     applied = Applied(attempt)
     if status == ResultStatus.SUCCEEDED:
-        _attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
+        attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
         clearing = system_account_get(
             currency=operation.currency, purpose=SystemPurpose.PROVIDER_CLEARING
         )
@@ -54,7 +54,7 @@ def held_answer_apply(
         operation.ledger_transaction = hold.ledger_transaction
         transition(operation, done)
     elif status in (ResultStatus.DECLINED, ResultStatus.FAILED, ResultStatus.CANCELED):
-        _attempt_refused(attempt, result)
+        attempt_refused(attempt, result)
         noun = operation._meta.model_name
         operation.hold = hold_release(
             hold=operation.hold, reason=f"{noun} {operation.public_id} {failed}"
@@ -65,9 +65,9 @@ def held_answer_apply(
             attempt.failure_message or f"The provider reports the {noun} {failed}."
         )[:500]
     elif status == ResultStatus.PENDING:
-        applied, _ = _attempt_pending(attempt, result)
+        applied = attempt_pending(attempt, result)
     else:  # ERROR, UNKNOWN, or an answer that means nothing for this operation
-        applied, _ = _not_done(attempt, result)
+        applied = attempt_not_done(attempt, result)
     if attempt.provider_reference and operation.provider_reference != attempt.provider_reference:
         operation.provider_reference = attempt.provider_reference
     return applied

@@ -4,17 +4,17 @@ the money, less the platform's fee, credited to one of the merchant's accounts.
 The request services (`payment_create`, `payment_capture`, `payment_cancel`) never call a
 provider: each records an attempt (its id the idempotency key the provider will get) and
 has its task enqueued once the transaction commits. The provider's answer comes back
-through `attempt_result_apply`, the one service that changes a payment after its creation
-(payments/attempts.py calls the provider and hands it the answer).
+through `payment_attempt_apply`, the one service that changes a payment after its
+creation (payments/attempts.py calls the provider and hands it the answer; the attempt
+outcome machinery all owners share is payments/outcomes.py).
 """
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -25,7 +25,6 @@ from audit.services import (
     audit_log_build,
     audit_log_record,
     change_record,
-    dead_letters_resolve,
     event_build,
 )
 from core.amounts import validate_amount
@@ -45,25 +44,23 @@ from payments.models import (
     PaymentAttempt,
     PaymentStatus,
 )
-from payments.providers.base import DeclineClass, ProviderResult, ResultStatus
+from payments.outcomes import (
+    Applied,
+    attempt_end,
+    attempt_enqueue_on_commit,
+    attempt_not_done,
+    attempt_outcome_apply,
+    attempt_pending,
+    attempt_refused,
+)
+from payments.providers.base import ProviderResult, ResultStatus
 from payments.providers.registry import provider_route
 from payments.representations import payment_data
 from payments.transitions import payment_transition
 
-# The task that makes an attempt's provider call (payments.tasks), named rather than
-# imported: tasks are an interface and call this module, not the other way round.
-ATTEMPT_TASK = "payments.tasks.run_attempt"
 # A payment method is the provider's token for it: pm_card_visa, pm_1Nv…
 PAYMENT_METHOD = re.compile(r"pm_[0-9A-Za-z_]+")
 PAYMENT_METHOD_MAX_LENGTH = 255
-
-
-def attempt_enqueue_on_commit(attempt: PaymentAttempt) -> None:
-    """Send the attempt's task once the current transaction commits. Robust: if the
-    broker cannot take it, the attempt stays pending and the janitor
-    (`attempts_recover_due`) makes the call later."""
-    attempt_id = attempt.pk
-    transaction.on_commit(lambda: current_app.tasks[ATTEMPT_TASK].delay(attempt_id), robust=True)
 
 
 # --- creating a payment ---------------------------------------------------------------
@@ -320,68 +317,9 @@ def authorizations_cancel_expired() -> int:
 
 # --- applying a provider's answer ------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Applied:
-    """What became of an attempt once a provider's answer was applied. `retry`: the
-    operation is known not done or its outcome unknown; make the call again with the same
-    key (after `retry_after` seconds, when the provider said)."""
-
-    attempt: PaymentAttempt
-    retry: bool = False
-    retry_after: float | None = None
-
-
 # A handler applies one answer to an attempt (unsaved) and its payment (unsaved): what
 # became of the attempt, and the payment's fields it changed.
 _Handled = tuple[Applied, list[str]]
-
-
-def _attempt_error(attempt: PaymentAttempt, result: ProviderResult, fallback: str) -> None:
-    attempt.failure_code = (result.failure_code or fallback)[:64]
-    attempt.failure_message = result.failure_message[:500]
-
-
-def _attempt_end(attempt: PaymentAttempt, status: str, result: ProviderResult) -> None:
-    attempt.status = status
-    attempt.completed_at = timezone.now()
-    if result.reference:
-        attempt.provider_reference = result.reference
-    if status == AttemptStatus.SUCCEEDED:
-        attempt.failure_code = attempt.failure_message = ""
-    elif status == AttemptStatus.DECLINED:
-        attempt.decline_class = result.decline_class or DeclineClass.HARD
-        _attempt_error(attempt, result, "card_declined")
-    else:
-        attempt.decline_class = result.decline_class or ""
-        _attempt_error(attempt, result, "processing_error")
-
-
-def _attempt_refused(attempt: PaymentAttempt, result: ProviderResult) -> None:
-    """The provider refused the operation for good: declined, or failed."""
-    final = (
-        AttemptStatus.DECLINED if result.status == ResultStatus.DECLINED else AttemptStatus.FAILED
-    )
-    _attempt_end(attempt, final, result)
-
-
-def _attempt_pending(attempt: PaymentAttempt, result: ProviderResult) -> _Handled:
-    """Accepted; the outcome comes later (the janitor asks, or a webhook tells)."""
-    if result.reference:
-        attempt.provider_reference = result.reference
-    attempt.failure_code = attempt.failure_message = ""
-    return Applied(attempt), []
-
-
-def _not_done(attempt: PaymentAttempt, result: ProviderResult) -> _Handled:
-    """The call is known not done, or may not be: the attempt stays open (pending, or
-    unknown once the provider may have acted) with its last error, to be made again."""
-    if result.status == ResultStatus.UNKNOWN:
-        attempt.status = AttemptStatus.UNKNOWN
-    _attempt_error(attempt, result, str(result.status))
-    if result.reference:
-        attempt.provider_reference = result.reference
-    return Applied(attempt, retry=True, retry_after=result.retry_after), []
 
 
 def _payment_succeed(payment: Payment, captured: int) -> list[str]:
@@ -423,11 +361,11 @@ def _apply_authorize(payment: Payment, attempt: PaymentAttempt, result: Provider
     status = result.status
     fields: list[str]
     if status == ResultStatus.SUCCEEDED:  # authorized and captured
-        _attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
+        attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
         captured = min(result.amount_captured or payment.amount, payment.amount)
         fields = _payment_succeed(payment, captured)
     elif status == ResultStatus.REQUIRES_CAPTURE:
-        _attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
+        attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
         payment_transition(payment, PaymentStatus.REQUIRES_CAPTURE)
         payment.amount_capturable = min(result.amount_capturable or payment.amount, payment.amount)
         payment.capture_before = database_now() + timedelta(
@@ -435,12 +373,13 @@ def _apply_authorize(payment: Payment, attempt: PaymentAttempt, result: Provider
         )
         fields = ["status", "amount_capturable", "capture_before"]
     elif status == ResultStatus.PENDING:
-        _, fields = _attempt_pending(attempt, result)
+        attempt_pending(attempt, result)
+        fields = []
     elif status in (ResultStatus.DECLINED, ResultStatus.FAILED, ResultStatus.CANCELED):
-        _attempt_refused(attempt, result)
+        attempt_refused(attempt, result)
         fields = _payment_fail(payment, attempt)
     else:
-        return _not_done(attempt, result)
+        return attempt_not_done(attempt, result), []
     if attempt.provider_reference and payment.provider_reference != attempt.provider_reference:
         payment.provider_reference = attempt.provider_reference
         fields.append("provider_reference")
@@ -450,21 +389,21 @@ def _apply_authorize(payment: Payment, attempt: PaymentAttempt, result: Provider
 def _apply_capture(payment: Payment, attempt: PaymentAttempt, result: ProviderResult) -> _Handled:
     status = result.status
     if status == ResultStatus.SUCCEEDED:
-        _attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
+        attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
         asked = attempt.amount or payment.amount_capturable
         captured = min(result.amount_captured or asked, payment.amount)
         return Applied(attempt), _payment_succeed(payment, captured)
     if status == ResultStatus.CANCELED:  # the authorization is gone (expired, released)
-        _attempt_end(attempt, AttemptStatus.FAILED, result)
+        attempt_end(attempt, AttemptStatus.FAILED, result)
         return Applied(attempt), _payment_cancel(payment)
     if status in (ResultStatus.DECLINED, ResultStatus.FAILED):
         # The authorization stands: the merchant may capture again or cancel, and the
         # deadline releases it otherwise.
-        _attempt_refused(attempt, result)
+        attempt_refused(attempt, result)
         return Applied(attempt), []
     if status == ResultStatus.PENDING:
-        return _attempt_pending(attempt, result)
-    return _not_done(attempt, result)  # ERROR, UNKNOWN, or still REQUIRES_CAPTURE
+        return attempt_pending(attempt, result), []
+    return attempt_not_done(attempt, result), []  # ERROR, UNKNOWN, or still REQUIRES_CAPTURE
 
 
 def _apply_cancel(payment: Payment, attempt: PaymentAttempt, result: ProviderResult) -> _Handled:
@@ -472,7 +411,7 @@ def _apply_cancel(payment: Payment, attempt: PaymentAttempt, result: ProviderRes
     if status == ResultStatus.SUCCEEDED and result.amount_captured:
         # The provider shows the payment captured, not canceled (a capture we never
         # recorded): the cancel failed, and the money it took is booked, never dropped.
-        _attempt_end(
+        attempt_end(
             attempt,
             AttemptStatus.FAILED,
             replace(
@@ -485,14 +424,14 @@ def _apply_cancel(payment: Payment, attempt: PaymentAttempt, result: ProviderRes
             payment, min(result.amount_captured, payment.amount)
         )
     if status in (ResultStatus.SUCCEEDED, ResultStatus.CANCELED):
-        _attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
+        attempt_end(attempt, AttemptStatus.SUCCEEDED, result)
         return Applied(attempt), _payment_cancel(payment)
     if status in (ResultStatus.DECLINED, ResultStatus.FAILED):
-        _attempt_refused(attempt, result)
+        attempt_refused(attempt, result)
         return Applied(attempt), []
     if status == ResultStatus.PENDING:
-        return _attempt_pending(attempt, result)
-    return _not_done(attempt, result)  # ERROR, UNKNOWN, or still REQUIRES_CAPTURE
+        return attempt_pending(attempt, result), []
+    return attempt_not_done(attempt, result), []  # ERROR, UNKNOWN, or still REQUIRES_CAPTURE
 
 
 _APPLY = {
@@ -526,61 +465,30 @@ def _record(payment: Payment, old: dict[str, Any], fields: list[str]) -> None:
     )
 
 
-def attempt_outcome_apply(
+@retry_on_conflict
+def payment_attempt_apply(
     *,
     attempt_id: int,
     result: ProviderResult,
-    latency_ms: int | None,
-    handle: Callable[[PaymentAttempt, ProviderResult], Applied],
+    latency_ms: int | None = None,
+    payment_id: int | None = None,
 ) -> Applied:
-    """The part of applying an answer every owner (payment, refund, payout) shares; call
-    it inside the owner's transaction, its owner's row locked. The attempt is locked and
-    read again: one already final is left as it is (an answer applied twice changes
-    nothing). Otherwise its try is counted, `handle` records its outcome (and changes the
-    owner), it is saved, and once final its dead letters, if any, are resolved: also that
-    of a first answer whose posting was refused (a frozen account), which left no try
-    counted."""
-    attempt = PaymentAttempt.objects.select_for_update(no_key=True).get(pk=attempt_id)
-    if attempt.is_final:
-        return Applied(attempt)
-    attempt.tries += 1
-    if latency_ms is not None:
-        attempt.latency_ms = latency_ms
-    applied = handle(attempt, result)
-    attempt.save()
-    if attempt.is_final:
-        dead_letters_resolve(object_type="payment_attempt", object_id=attempt.public_id)
-    return applied
+    """Apply a provider's answer to an attempt of a payment (authorize, capture, cancel;
+    payments.attempts' `attempt_result_apply` sends them here) in one transaction: the
+    attempt's outcome (and latency), and the payment's new state with its ledger posting,
+    event and audit row.
 
-
-@retry_on_conflict
-def attempt_result_apply(
-    *, attempt_id: int, result: ProviderResult, latency_ms: int | None = None
-) -> Applied:
-    """Apply a provider's answer to an attempt of any kind and its owner, in one
-    transaction: the attempt's outcome (and latency), and the owner's new state with its
-    ledger posting, event and audit row. A refund's attempt is applied by
-    payments.refunds, a payout's by payments.payouts; a payment's here.
-
-    The owner is locked first (a payment, then, when money moves, its accounts), and the
-    attempt read again under that lock: an attempt already final is left as it is, so an
-    answer applied twice (a redelivered task, the janitor) changes nothing and posts
-    nothing more. A decline of class `temporary` counts as an error: the call is made
-    again.
+    The payment is locked first (then, when money moves, its accounts), and the attempt
+    read again under that lock: an attempt already final is left as it is, so an answer
+    applied twice (a redelivered task, the janitor) changes nothing and posts nothing
+    more. `payment_id`, the attempt's, when the caller has read it already (one statement
+    less on the payments' hot path).
     """
-    if result.status == ResultStatus.DECLINED and result.decline_class == DeclineClass.TEMPORARY:
-        result = replace(result, status=ResultStatus.ERROR)
-    kind, payment_id = PaymentAttempt.objects.values_list("kind", "payment_id").get(pk=attempt_id)
-    # Imported here: the owners' modules build on this one's attempt helpers.
-    if kind == AttemptKind.REFUND:
-        from payments.refunds import refund_attempt_apply
-
-        return refund_attempt_apply(attempt_id=attempt_id, result=result, latency_ms=latency_ms)
-    if kind == AttemptKind.PAYOUT:
-        from payments.payouts import payout_attempt_apply
-
-        return payout_attempt_apply(attempt_id=attempt_id, result=result, latency_ms=latency_ms)
     with transaction.atomic():
+        if payment_id is None:
+            payment_id = PaymentAttempt.objects.values_list("payment_id", flat=True).get(
+                pk=attempt_id
+            )
         payment = payment_lock(payment_id)
         old = payment_data(payment)
         fields: list[str] = []
@@ -596,14 +504,3 @@ def attempt_result_apply(
         if fields:
             _record(payment, old, fields)
     return applied
-
-
-def attempt_recovery_round(*, attempt_id: int) -> int:
-    """Count one more janitor round on an attempt still unresolved; returns the count."""
-    with transaction.atomic():
-        attempt = PaymentAttempt.objects.select_for_update(no_key=True).get(pk=attempt_id)
-        if attempt.is_final:
-            return attempt.recovery_rounds
-        attempt.recovery_rounds += 1
-        attempt.save(update_fields=["recovery_rounds", "updated_at"])
-    return attempt.recovery_rounds

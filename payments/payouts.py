@@ -32,7 +32,7 @@ from payments.models import (
     Payout,
     PayoutStatus,
 )
-from payments.payments import Applied, attempt_enqueue_on_commit, attempt_outcome_apply
+from payments.outcomes import Applied, attempt_enqueue_on_commit, attempt_outcome_apply
 from payments.providers.base import ProviderResult
 from payments.providers.registry import provider_route
 from payments.representations import payout_data
@@ -156,7 +156,7 @@ def payout_create(
 def payout_attempt_apply(
     *, attempt_id: int, result: ProviderResult, latency_ms: int | None = None
 ) -> Applied:
-    """Apply a provider's answer to a payout's attempt (payments.payments'
+    """Apply a provider's answer to a payout's attempt (payments.attempts'
     `attempt_result_apply` sends payouts here), in one transaction: the payout locked, then
     (hold capture or release) the accounts and the hold. Paid: the hold captured into
     provider clearing, `payout.paid`. Failed or refused: the hold released,

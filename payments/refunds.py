@@ -31,7 +31,7 @@ from payments.models import (
     RefundReason,
     RefundStatus,
 )
-from payments.payments import Applied, attempt_enqueue_on_commit, attempt_outcome_apply
+from payments.outcomes import Applied, attempt_enqueue_on_commit, attempt_outcome_apply
 from payments.providers.base import ProviderResult
 from payments.representations import payment_data, refund_data
 from payments.transitions import refund_transition
@@ -150,7 +150,7 @@ def refund_create(
 def refund_attempt_apply(
     *, attempt_id: int, result: ProviderResult, latency_ms: int | None = None
 ) -> Applied:
-    """Apply a provider's answer to a refund's attempt (payments.payments'
+    """Apply a provider's answer to a refund's attempt (payments.attempts'
     `attempt_result_apply` sends refunds here), in one transaction: the payment locked,
     then the refund, then (hold capture or release) the accounts and the hold. Succeeded:
     the hold captured into provider clearing, `refund.succeeded`. Failed or refused: the

@@ -13,7 +13,8 @@ from audit.services import dead_letter_record
 from core.exceptions import DomainError
 from payments.attempts import attempt_run, attempts_recover_due
 from payments.models import PaymentAttempt
-from payments.payments import ATTEMPT_TASK, authorizations_cancel_expired
+from payments.outcomes import ATTEMPT_TASK
+from payments.payments import authorizations_cancel_expired
 from payments.webhooks import (
     WEBHOOK_TASK,
     Outcome,

@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Account, Customer
+from payments.attempts import attempt_result_apply
 from payments.models import AttemptKind, Payment, PaymentAttempt
-from payments.payments import attempt_result_apply
 from payments.providers.base import DeclineClass, ProviderResult, ResultStatus
 from tests.api.helpers import ApiClient, assert_error
 

@@ -34,7 +34,8 @@ from accounts.api_keys import api_key_create
 from audit.models import Event
 from config.wsgi import application
 from core.amounts import MAX_AMOUNT
-from payments.payments import attempt_result_apply, payment_create
+from payments.attempts import attempt_result_apply
+from payments.payments import payment_create
 from payments.payouts import payout_create
 from payments.providers.base import ProviderResult, ResultStatus
 from payments.refunds import refund_create

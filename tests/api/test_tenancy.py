@@ -22,9 +22,10 @@ from accounts.models import Account, Customer, Merchant, SystemPurpose
 from accounts.system import system_account_get
 from audit.models import Event
 from config import api_urls
+from payments.attempts import attempt_result_apply
 from payments.fx import fx_quote_create, fx_rate_set
 from payments.models import FxQuote, Payment, PaymentAttempt, Payout, Refund, Transfer
-from payments.payments import attempt_result_apply, payment_create
+from payments.payments import payment_create
 from payments.payouts import payout_create
 from payments.providers.base import ProviderResult, ResultStatus
 from payments.refunds import refund_create

@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from bench.payments import BenchMerchant, Charges, bench_merchant_create, settled_once_violations
+from payments.attempts import attempt_result_apply
 from payments.models import Payment, PaymentStatus
-from payments.payments import attempt_result_apply, payment_create
+from payments.payments import payment_create
 from payments.providers.base import ProviderResult, ResultStatus
 
 # The tests' worker broker (tests/payments/integration uses it too, one test at a time).

@@ -10,8 +10,9 @@ from django.test import Client
 
 from accounts.models import Merchant
 from audit.models import AuditLog
+from payments.attempts import attempt_result_apply
 from payments.models import Payment, PaymentAttempt, Pricing, Refund
-from payments.payments import attempt_result_apply, payment_create
+from payments.payments import payment_create
 from payments.payouts import payout_create
 from payments.providers.base import ProviderResult, ResultStatus
 from payments.refunds import refund_create

@@ -19,6 +19,7 @@ from accounts.system import system_account_get
 from audit.models import AuditLog, Event
 from core.exceptions import AccountInactive, Declined, InvalidState, NotFound, ValidationError
 from ledger.models import LedgerEntry, LedgerTransactionKind
+from payments.attempts import attempt_result_apply
 from payments.fees import pricing_set
 from payments.locks import payment_lock
 from payments.models import (
@@ -30,7 +31,6 @@ from payments.models import (
     PaymentStatus,
 )
 from payments.payments import (
-    attempt_result_apply,
     authorizations_cancel_expired,
     payment_cancel,
     payment_capture,

@@ -15,6 +15,7 @@ from accounts.services import merchant_default_provider_set
 from audit.models import AuditLog, Event
 from core.exceptions import InsufficientFunds, InvalidState, NotFound, ValidationError
 from ledger.reconciliation import reconcile_ledger
+from payments.attempts import attempt_result_apply
 from payments.models import (
     AttemptKind,
     AttemptStatus,
@@ -24,7 +25,7 @@ from payments.models import (
     Refund,
     RefundStatus,
 )
-from payments.payments import attempt_result_apply, payment_create
+from payments.payments import payment_create
 from payments.providers.base import ProviderResult, ResultStatus
 from payments.providers.registry import PROVIDERS
 from payments.refunds import refund_create

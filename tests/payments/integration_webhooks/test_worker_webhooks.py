@@ -1,20 +1,15 @@
-"""Inbound provider webhooks end to end: the provider simulator (its own process, over
-HTTP) sends its signed webhooks to a live server of ours (pytest-django's, in this
-process), which stores them and sends their tasks to Redis; a real Celery worker process
-processes them. `pm_card_async` payments finish only through this path here: no janitor
-runs, and the attempt's own task leaves an accepted (pending) payment alone.
+"""Inbound provider webhooks end to end (the setting: conftest.py): `pm_card_async`
+payments finish only through this path here: no janitor runs, and the attempt's own task
+leaves an accepted (pending) payment alone.
 
 Redis database 12 is these tests' broker (tests/payments/integration uses 8)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import redis
-from pytest_django.fixtures import Settings
 
 from audit.models import DeadLetter, DeadLetterStatus
 from audit.services import dead_letter_retry
@@ -26,80 +21,21 @@ from payments.models import (
     ProviderWebhookStatus,
 )
 from payments.payments import payment_cancel, payment_capture
-from payments.providers.circuit import circuit_force
 from payments.providers.registry import PROVIDERS
 from tests.payments.integration.conftest import (
     WAIT_SECONDS,
     MakeMerchant,
     SimulatorProcess,
     Worker,
-    Workers,
     assert_reconciled,
     ledger_postings,
-    merchant_of,
     pay,
-    simulator_started,
     wait_for_status,
 )
-from tests.workers import tasks_through_broker, wait_until
-
-BROKER_URL = "redis://127.0.0.1:6379/12"
-__all__ = ["merchant_of"]  # a fixture of tests/payments/integration's, used here
-MAX_TRIES = 3
+from tests.payments.integration_webhooks.conftest import MAX_TRIES, sent_webhooks
+from tests.workers import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def webhook_simulator(
-    live_server: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SimulatorProcess]:
-    with simulator_started(tmp_path_factory.mktemp("simulator"), live_server.url) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def webhook_worker(
-    webhook_simulator: SimulatorProcess,
-    tmp_path_factory: pytest.TempPathFactory,
-    django_db_setup: None,
-) -> Iterator[Worker]:
-    client = redis.Redis.from_url(BROKER_URL)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    started = Workers(webhook_simulator, tmp_path_factory.mktemp("worker"))
-    try:
-        yield started.start(
-            REDIS_URL=BROKER_URL,
-            PROVIDER_WEBHOOK_MAX_TRIES=str(MAX_TRIES),
-            PROVIDER_WEBHOOK_RETRY_SECONDS="0.1",
-        )
-    finally:
-        started.stop_all()
-
-
-@pytest.fixture(autouse=True)
-def wired(
-    settings: Settings, webhook_simulator: SimulatorProcess, webhook_worker: Worker
-) -> Iterator[None]:
-    """This process (and its live server's thread) sends tasks to Redis database 12 and
-    talks to the same simulator as the worker."""
-    settings.PROVIDER_SIMULATOR_URL = webhook_simulator.url
-    settings.PROVIDER_CIRCUIT_STORAGE = "redis"
-    with tasks_through_broker(settings, BROKER_URL):
-        webhook_simulator.reset()
-        try:
-            yield
-        finally:
-            webhook_simulator.reset()
-            for provider in PROVIDERS:
-                circuit_force(provider, state="closed")
-
-
-def sent_webhooks(simulator: SimulatorProcess) -> list[dict[str, Any]]:
-    return list(simulator.admin.get("/_simulator/webhooks").json()["data"])
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
