@@ -226,6 +226,25 @@ def delivery_attempt(*, delivery_id: int, attempt: int) -> str:
     return delivery_attempt_claimed(delivery=delivery)
 
 
+def delivery_attempt_kept(*, delivery: WebhookDelivery) -> str:
+    """Make a first attempt the relay claimed in its own transaction (`events_relay`), if
+    it is still the relay's: its lease is the one the relay set (so not run out and
+    dispatched to another task meanwhile, which takes it with a new lease), renewed from
+    now for the POST; otherwise `skipped`. The relay makes its kept attempts one after
+    another, so a late one may have waited for the POSTs before it."""
+    renewed = WebhookDelivery.objects.filter(
+        pk=delivery.pk,
+        status=WebhookDeliveryStatus.PENDING,
+        attempts=delivery.attempts,
+        next_attempt_at=delivery.next_attempt_at,
+        endpoint__status=WebhookEndpointStatus.ENABLED,
+    ).update(next_attempt_at=attempt_lease_end())
+    if not renewed:
+        _end_if_endpoint_disabled(delivery.pk)
+        return "skipped"
+    return delivery_attempt_claimed(delivery=delivery)
+
+
 def delivery_attempt_claimed(*, delivery: WebhookDelivery) -> str:
     """Make the attempt of a delivery claimed already (its `attempts` counts it), its
     event and endpoint loaded; returns how it went."""
