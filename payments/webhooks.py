@@ -31,7 +31,7 @@ from payments.models import (
     ProviderWebhook,
     ProviderWebhookStatus,
 )
-from payments.providers.base import OperationKind, ProviderEvent
+from payments.providers.base import OperationKind, ProviderEvent, WebhookInvalid
 from payments.providers.registry import adapter_get
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,13 @@ class Received:
     duplicates: int
 
 
+def _storable(event: ProviderEvent) -> bool:
+    """Whether the event's texts are ones PostgreSQL stores: signed is not well-formed, and
+    a NUL or a lone surrogate from JSON's escapes would make the INSERT raise."""
+    text = "".join((event.event_id, event.type, event.reference, event.attempt_reference))
+    return "\x00" not in text and text.encode("utf-8", "replace").decode() == text
+
+
 def _row(event: ProviderEvent, body: bytes, signature_headers: dict[str, str]) -> ProviderWebhook:
     return ProviderWebhook(
         provider=event.provider,
@@ -72,6 +79,8 @@ def provider_webhook_receive(*, provider: str, body: bytes, headers: Mapping[str
     provider's retry, or five copies at once, store one row and enqueue one task."""
     adapter = adapter_get(provider)
     events = adapter.webhook_parse(body=body, headers=headers)
+    if not all(_storable(event) for event in events):
+        raise WebhookInvalid("an event's id, type or reference is not text (a NUL, a surrogate)")
     signature_headers = {
         name: headers[name] for name in adapter.webhook_signature_headers if name in headers
     }
