@@ -6,8 +6,13 @@ check and the connection). WEBHOOKS_ALLOW_PRIVATE_URLS (tests, the demo) lifts b
 Addresses are judged by what the resolver returns, so every spelling of one (`127.1`,
 `0x7f000001`, `2130706433`, `[::ffff:127.0.0.1]`) is judged as the address it is."""
 
+import contextlib
 import ipaddress
 import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,6 +112,61 @@ def webhook_url_validate(url: Any) -> str:
     return url
 
 
+# When the request this thread is making must be done by (time.monotonic()), or None.
+_deadline = threading.local()
+
+
+@contextlib.contextmanager
+def request_deadline(seconds: float) -> Iterator[None]:
+    """Every read and write of the request made inside ends within `seconds` from now:
+    httpx's timeouts are per read, so an endpoint that trickles a byte now and then would
+    hold the worker (and outlive the attempt's lease) for as long as it likes."""
+    _deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = None
+
+
+def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
+    deadline = getattr(_deadline, "at", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the delivery's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose reads and writes end by the deadline of the request using it
+    (pooled connections serve one request at a time, in its thread)."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
 class _CheckedNetworkBackend(httpcore.SyncBackend):
     """Opens each connection to an address resolved and checked here, once: the one
     connected to is the one checked. TLS still names the host (SNI and the certificate
@@ -127,7 +187,10 @@ class _CheckedNetworkBackend(httpcore.SyncBackend):
         refusal = _refusal(host, addresses)
         if refusal is not None:
             raise AddressRefused(refusal)
-        return super().connect_tcp(str(addresses[0]), port, timeout, local_address, socket_options)
+        timeout = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            super().connect_tcp(str(addresses[0]), port, timeout, local_address, socket_options)
+        )
 
 
 class _CheckedTransport(httpx.HTTPTransport):

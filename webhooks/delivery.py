@@ -17,7 +17,12 @@ from rest_framework.renderers import JSONRenderer
 from audit.representations import event_data
 from audit.services import dead_letters_resolve
 from core.db import insert_rows
-from webhooks.addresses import AddressRefused, checked_client, scheme_refusal
+from webhooks.addresses import (
+    AddressRefused,
+    checked_client,
+    request_deadline,
+    scheme_refusal,
+)
 from webhooks.models import (
     WebhookDelivery,
     WebhookDeliveryAttempt,
@@ -25,7 +30,7 @@ from webhooks.models import (
     WebhookEndpoint,
     WebhookEndpointStatus,
 )
-from webhooks.relay import attempt_lease_end
+from webhooks.relay import attempt_lease_end, post_seconds_max
 from webhooks.services import DisabledReason, delivery_end, webhook_endpoint_disable
 from webhooks.signing import signature_header
 
@@ -88,9 +93,12 @@ def _post(delivery: WebhookDelivery) -> Answer:
     if refusal is not None:
         return Answer(status_code=None, body="", error=f"address refused: {refusal}", duration_ms=0)
     try:
-        with _client(settings.WEBHOOK_TIMEOUT_SECONDS).stream(
-            "POST", endpoint.url, content=body, headers=headers
-        ) as response:
+        with (
+            request_deadline(post_seconds_max()),
+            _client(settings.WEBHOOK_TIMEOUT_SECONDS).stream(
+                "POST", endpoint.url, content=body, headers=headers
+            ) as response,
+        ):
             status_code = response.status_code
             for chunk in response.iter_raw():
                 received += chunk
