@@ -27,6 +27,13 @@ URL_MAX_LENGTH = 2048
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # The well-known NAT64 prefix: the last 32 bits are an IPv4 address (RFC 6052).
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Not global, though ipaddress (Python 3.11.7) says they are: local-use NAT64 (RFC 8215,
+# to a network's own IPv4 space), IPv4-compatible and IPv4-translated (RFC 2765)
+# addresses, site-local (deprecated, may still be routed inside a site).
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(network)
+    for network in ("64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96", "fec0::/10")
+)
 
 
 class AddressRefused(Exception):
@@ -40,6 +47,8 @@ def address_public(address: IpAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address_public(address.ipv4_mapped)
+        if any(address in network for network in _NOT_GLOBAL):
+            return False
         if address in _NAT64:
             return address_public(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
         if address.sixtofour is not None and not address_public(address.sixtofour):
