@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import dead_letter_record, dead_letters_resolve
@@ -238,12 +238,19 @@ def provider_webhook_bury(*, webhook_id: int, reason: str) -> None:
 def provider_webhooks_sweep() -> int:
     """Send the task again of every webhook still `received` after
     PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS: one whose task was never sent (the broker down
-    when it came) or lost. Processing is idempotent, so a task sent twice does no harm.
+    when it came) or lost; and of every one still `parked` after that and its whole retry
+    schedule (MAX_TRIES delays of at most PAYMENT_TASK_BACKOFF_MAX_SECONDS): its retry was
+    lost (a retry the broker refuses is dropped by Celery), and sent again it ends
+    processed or dead. Processing is idempotent, so a task sent twice does no harm.
     Returns how many were sent."""
     before = timezone.now() - timedelta(seconds=settings.PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS)
+    schedule = timedelta(
+        seconds=settings.PROVIDER_WEBHOOK_MAX_TRIES * settings.PAYMENT_TASK_BACKOFF_MAX_SECONDS
+    )
     waiting = list(
         ProviderWebhook.objects.filter(
-            status=ProviderWebhookStatus.RECEIVED, received_at__lte=before
+            Q(status=ProviderWebhookStatus.RECEIVED, received_at__lte=before)
+            | Q(status=ProviderWebhookStatus.PARKED, received_at__lte=before - schedule)
         )
         .order_by("pk")
         .values_list("pk", flat=True)[: settings.PROVIDER_WEBHOOK_SWEEP_BATCH]

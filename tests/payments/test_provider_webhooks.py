@@ -560,6 +560,49 @@ def test_waiting_webhooks_are_swept_to_their_task(
     assert sweep_provider_webhooks.delay().get() == 0
 
 
+def test_a_parked_webhook_whose_retry_was_lost_is_swept_once_its_schedule_is_over(
+    client: Client,
+    db: None,
+    settings: Settings,
+    django_capture_on_commit_callbacks: OnCommit,
+) -> None:
+    """A parked webhook's next try is its task's retry; when the broker refuses that retry,
+    Celery drops the task (Reject): no task is left, and the sweep must send it, or it is
+    parked for ever, neither processed nor a dead letter."""
+    from payments.tasks import sweep_provider_webhooks
+
+    settings.PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS = 0
+    settings.PAYMENT_TASK_BACKOFF_MAX_SECONDS = 0  # the whole schedule: no time at all
+    body = stripe_event_body(reference="pi_not_ours_yet")
+    with django_capture_on_commit_callbacks(execute=False):
+        post(client, "stripe", body, stripe_signature(body))
+    webhook = ProviderWebhook.objects.get()
+    assert provider_webhook_process(webhook_id=webhook.pk).outcome == Outcome.PARKED
+    # ... and its retry was never sent.
+
+    assert sweep_provider_webhooks.delay().get() == 1
+    webhook.refresh_from_db()
+    assert (webhook.status, webhook.tries) == (ProviderWebhookStatus.PARKED, 2)
+
+
+def test_a_parked_webhook_within_its_schedule_is_left_to_its_retry(
+    client: Client,
+    db: None,
+    settings: Settings,
+    django_capture_on_commit_callbacks: OnCommit,
+) -> None:
+    from payments.tasks import sweep_provider_webhooks
+
+    settings.PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS = 0
+    body = stripe_event_body(reference="pi_not_ours_yet")
+    with django_capture_on_commit_callbacks(execute=False):
+        post(client, "stripe", body, stripe_signature(body))
+    webhook = ProviderWebhook.objects.get()
+    assert provider_webhook_process(webhook_id=webhook.pk).outcome == Outcome.PARKED
+
+    assert sweep_provider_webhooks.delay().get() == 0
+
+
 # --- F10: concurrently ------------------------------------------------------------------
 
 
