@@ -343,7 +343,8 @@ PROVIDER_WEBHOOK_TOLERANCE_SECONDS = env.int("PROVIDER_WEBHOOK_TOLERANCE_SECONDS
 # parked and tried again: after RETRY_SECONDS, doubled each time (capped at
 # PAYMENT_TASK_BACKOFF_MAX_SECONDS), MAX_TRIES tries in all, then a dead letter. One still
 # `received` after SWEEP_AFTER_SECONDS (its task never sent: the broker was down) has its
-# task sent again by the sweep (Celery beat), at most SWEEP_BATCH a round.
+# task sent again by the sweep (Celery beat), at most SWEEP_BATCH a round; so does one
+# still `parked` that long after its whole schedule (its retry lost).
 PROVIDER_WEBHOOK_MAX_TRIES = env.int("PROVIDER_WEBHOOK_MAX_TRIES", default=8)
 PROVIDER_WEBHOOK_RETRY_SECONDS = env.float("PROVIDER_WEBHOOK_RETRY_SECONDS", default=2.0)
 PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS = env.int("PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS", default=60)

@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import dead_letter_record, dead_letters_resolve
@@ -31,7 +31,7 @@ from payments.models import (
     ProviderWebhook,
     ProviderWebhookStatus,
 )
-from payments.providers.base import OperationKind, ProviderEvent
+from payments.providers.base import OperationKind, ProviderEvent, WebhookInvalid
 from payments.providers.registry import adapter_get
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,13 @@ class Received:
     duplicates: int
 
 
+def _storable(event: ProviderEvent) -> bool:
+    """Whether the event's texts are ones PostgreSQL stores: signed is not well-formed, and
+    a NUL or a lone surrogate from JSON's escapes would make the INSERT raise."""
+    text = "".join((event.event_id, event.type, event.reference, event.attempt_reference))
+    return "\x00" not in text and text.encode("utf-8", "replace").decode() == text
+
+
 def _row(event: ProviderEvent, body: bytes, signature_headers: dict[str, str]) -> ProviderWebhook:
     return ProviderWebhook(
         provider=event.provider,
@@ -72,6 +79,8 @@ def provider_webhook_receive(*, provider: str, body: bytes, headers: Mapping[str
     provider's retry, or five copies at once, store one row and enqueue one task."""
     adapter = adapter_get(provider)
     events = adapter.webhook_parse(body=body, headers=headers)
+    if not all(_storable(event) for event in events):
+        raise WebhookInvalid("an event's id, type or reference is not text (a NUL, a surrogate)")
     signature_headers = {
         name: headers[name] for name in adapter.webhook_signature_headers if name in headers
     }
@@ -229,12 +238,19 @@ def provider_webhook_bury(*, webhook_id: int, reason: str) -> None:
 def provider_webhooks_sweep() -> int:
     """Send the task again of every webhook still `received` after
     PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS: one whose task was never sent (the broker down
-    when it came) or lost. Processing is idempotent, so a task sent twice does no harm.
+    when it came) or lost; and of every one still `parked` after that and its whole retry
+    schedule (MAX_TRIES delays of at most PAYMENT_TASK_BACKOFF_MAX_SECONDS): its retry was
+    lost (a retry the broker refuses is dropped by Celery), and sent again it ends
+    processed or dead. Processing is idempotent, so a task sent twice does no harm.
     Returns how many were sent."""
     before = timezone.now() - timedelta(seconds=settings.PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS)
+    schedule = timedelta(
+        seconds=settings.PROVIDER_WEBHOOK_MAX_TRIES * settings.PAYMENT_TASK_BACKOFF_MAX_SECONDS
+    )
     waiting = list(
         ProviderWebhook.objects.filter(
-            status=ProviderWebhookStatus.RECEIVED, received_at__lte=before
+            Q(status=ProviderWebhookStatus.RECEIVED, received_at__lte=before)
+            | Q(status=ProviderWebhookStatus.PARKED, received_at__lte=before - schedule)
         )
         .order_by("pk")
         .values_list("pk", flat=True)[: settings.PROVIDER_WEBHOOK_SWEEP_BATCH]

@@ -6,8 +6,13 @@ check and the connection). WEBHOOKS_ALLOW_PRIVATE_URLS (tests, the demo) lifts b
 Addresses are judged by what the resolver returns, so every spelling of one (`127.1`,
 `0x7f000001`, `2130706433`, `[::ffff:127.0.0.1]`) is judged as the address it is."""
 
+import contextlib
 import ipaddress
 import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +27,13 @@ URL_MAX_LENGTH = 2048
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # The well-known NAT64 prefix: the last 32 bits are an IPv4 address (RFC 6052).
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Not global, though ipaddress (Python 3.11.7) says they are: local-use NAT64 (RFC 8215,
+# to a network's own IPv4 space), IPv4-compatible and IPv4-translated (RFC 2765)
+# addresses, site-local (deprecated, may still be routed inside a site).
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(network)
+    for network in ("64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96", "fec0::/10")
+)
 
 
 class AddressRefused(Exception):
@@ -35,6 +47,8 @@ def address_public(address: IpAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address_public(address.ipv4_mapped)
+        if any(address in network for network in _NOT_GLOBAL):
+            return False
         if address in _NAT64:
             return address_public(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
         if address.sixtofour is not None and not address_public(address.sixtofour):
@@ -107,6 +121,61 @@ def webhook_url_validate(url: Any) -> str:
     return url
 
 
+# When the request this thread is making must be done by (time.monotonic()), or None.
+_deadline = threading.local()
+
+
+@contextlib.contextmanager
+def request_deadline(seconds: float) -> Iterator[None]:
+    """Every read and write of the request made inside ends within `seconds` from now:
+    httpx's timeouts are per read, so an endpoint that trickles a byte now and then would
+    hold the worker (and outlive the attempt's lease) for as long as it likes."""
+    _deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = None
+
+
+def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
+    deadline = getattr(_deadline, "at", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the delivery's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose reads and writes end by the deadline of the request using it
+    (pooled connections serve one request at a time, in its thread)."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
 class _CheckedNetworkBackend(httpcore.SyncBackend):
     """Opens each connection to an address resolved and checked here, once: the one
     connected to is the one checked. TLS still names the host (SNI and the certificate
@@ -127,7 +196,10 @@ class _CheckedNetworkBackend(httpcore.SyncBackend):
         refusal = _refusal(host, addresses)
         if refusal is not None:
             raise AddressRefused(refusal)
-        return super().connect_tcp(str(addresses[0]), port, timeout, local_address, socket_options)
+        timeout = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            super().connect_tcp(str(addresses[0]), port, timeout, local_address, socket_options)
+        )
 
 
 class _CheckedTransport(httpx.HTTPTransport):

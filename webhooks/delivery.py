@@ -17,7 +17,12 @@ from rest_framework.renderers import JSONRenderer
 from audit.representations import event_data
 from audit.services import dead_letters_resolve
 from core.db import insert_rows
-from webhooks.addresses import AddressRefused, checked_client, scheme_refusal
+from webhooks.addresses import (
+    AddressRefused,
+    checked_client,
+    request_deadline,
+    scheme_refusal,
+)
 from webhooks.models import (
     WebhookDelivery,
     WebhookDeliveryAttempt,
@@ -25,7 +30,7 @@ from webhooks.models import (
     WebhookEndpoint,
     WebhookEndpointStatus,
 )
-from webhooks.relay import attempt_lease_end
+from webhooks.relay import attempt_lease_end, post_seconds_max
 from webhooks.services import DisabledReason, delivery_end, webhook_endpoint_disable
 from webhooks.signing import signature_header
 
@@ -88,9 +93,12 @@ def _post(delivery: WebhookDelivery) -> Answer:
     if refusal is not None:
         return Answer(status_code=None, body="", error=f"address refused: {refusal}", duration_ms=0)
     try:
-        with _client(settings.WEBHOOK_TIMEOUT_SECONDS).stream(
-            "POST", endpoint.url, content=body, headers=headers
-        ) as response:
+        with (
+            request_deadline(post_seconds_max()),
+            _client(settings.WEBHOOK_TIMEOUT_SECONDS).stream(
+                "POST", endpoint.url, content=body, headers=headers
+            ) as response,
+        ):
             status_code = response.status_code
             for chunk in response.iter_raw():
                 received += chunk
@@ -222,6 +230,25 @@ def delivery_attempt(*, delivery_id: int, attempt: int) -> str:
     returns how the attempt went (or `skipped`)."""
     delivery = _claim(delivery_id, attempt)
     if delivery is None:
+        return "skipped"
+    return delivery_attempt_claimed(delivery=delivery)
+
+
+def delivery_attempt_kept(*, delivery: WebhookDelivery) -> str:
+    """Make a first attempt the relay claimed in its own transaction (`events_relay`), if
+    it is still the relay's: its lease is the one the relay set (so not run out and
+    dispatched to another task meanwhile, which takes it with a new lease), renewed from
+    now for the POST; otherwise `skipped`. The relay makes its kept attempts one after
+    another, so a late one may have waited for the POSTs before it."""
+    renewed = WebhookDelivery.objects.filter(
+        pk=delivery.pk,
+        status=WebhookDeliveryStatus.PENDING,
+        attempts=delivery.attempts,
+        next_attempt_at=delivery.next_attempt_at,
+        endpoint__status=WebhookEndpointStatus.ENABLED,
+    ).update(next_attempt_at=attempt_lease_end())
+    if not renewed:
+        _end_if_endpoint_disabled(delivery.pk)
         return "skipped"
     return delivery_attempt_claimed(delivery=delivery)
 

@@ -56,11 +56,17 @@ def _lease_end() -> Any:
     return timezone.now() + timedelta(seconds=settings.WEBHOOK_DISPATCH_LEASE_SECONDS)
 
 
+def post_seconds_max() -> float:
+    """The longest a delivery's POST may take in all (connecting, sending, the answer),
+    however slowly the endpoint answers (webhooks.addresses.request_deadline)."""
+    return 3 * settings.WEBHOOK_TIMEOUT_SECONDS
+
+
 def attempt_lease_end() -> Any:
     """Until when a claimed attempt owns its delivery: its POST's time, and the dispatch
     lease (a worker that dies meanwhile leaves it to the relay after that)."""
     return timezone.now() + timedelta(
-        seconds=3 * settings.WEBHOOK_TIMEOUT_SECONDS + settings.WEBHOOK_DISPATCH_LEASE_SECONDS
+        seconds=post_seconds_max() + settings.WEBHOOK_DISPATCH_LEASE_SECONDS
     )
 
 

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from core.exceptions import DomainError
-from webhooks.delivery import delivery_attempt, delivery_attempt_claimed
+from webhooks.delivery import delivery_attempt, delivery_attempt_kept
 from webhooks.models import WebhookDelivery
 from webhooks.relay import DELIVER_TASK, RELAY_TASK, relay_run
 from webhooks.services import RETRY_TASK, webhook_delivery_retry
@@ -22,7 +22,7 @@ def relay(due: bool = True, inline: bool = False) -> tuple[int, int]:
     keep = settings.WEBHOOK_RELAY_INLINE_MAX if inline else 0
     relayed, dispatched, kept = relay_run(due=due, keep_at_most=keep)
     for delivery in kept:
-        delivery_attempt_claimed(delivery=delivery)
+        delivery_attempt_kept(delivery=delivery)
     return relayed, dispatched
 
 

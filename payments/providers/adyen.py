@@ -566,7 +566,10 @@ def _hmac_signature(item: dict[str, Any], amount: Any) -> str:
         ]
     )
     key = bytes.fromhex(settings.ADYEN_HMAC_KEY)
-    return base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha256).digest()).decode()
+    # surrogatepass: a lone surrogate (a JSON escape, in a body anyone may POST) is bytes
+    # that match no signature, not a UnicodeEncodeError before the check.
+    signed_bytes = signed.encode("utf-8", "surrogatepass")
+    return base64.b64encode(hmac.new(key, signed_bytes, hashlib.sha256).digest()).decode()
 
 
 def _notification_event(item: dict[str, Any]) -> ProviderEvent | None:

@@ -171,7 +171,8 @@ def _intent_result(intent: dict[str, Any], *, canceled: ResultStatus) -> Provide
     (SUCCEEDED for a cancel, CANCELED for a retrieve)."""
     status_name = intent["status"]
     if status_name == "requires_payment_method":  # refused: the error says why
-        error = intent.get("last_payment_error") or {}
+        error = intent.get("last_payment_error")
+        error = error if isinstance(error, dict) else {}
         return result_declined(
             provider=NAME,
             code=str(error.get("decline_code") or error.get("code") or ""),
@@ -599,6 +600,8 @@ def _event(event: Any) -> ProviderEvent | None:
         return None
     if not (isinstance(obj.get("id"), str) and isinstance(obj.get("status"), str)):
         raise WebhookInvalid("event about an object without id or status")
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     if kind == OperationKind.AUTHORIZE:
         result = _intent_result(obj, canceled=ResultStatus.CANCELED)
     else:
@@ -611,7 +614,7 @@ def _event(event: Any) -> ProviderEvent | None:
         type=event_type,
         kind=kind,
         reference=obj["id"],
-        attempt_reference=str((obj.get("metadata") or {}).get("moneta_attempt") or ""),
+        attempt_reference=str(metadata.get("moneta_attempt") or ""),
         result=result,
         created=datetime.datetime.fromtimestamp(created, tz=datetime.UTC),
         raw=event,

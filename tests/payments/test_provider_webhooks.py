@@ -218,6 +218,47 @@ def test_adyen_bad_notifications_are_400_and_store_nothing(
     assert ProviderWebhook.objects.count() == 0
 
 
+def _stripe_signed_about(reference: str) -> tuple[bytes, dict[str, str]]:
+    body = stripe_event_body(reference=reference)
+    return body, stripe_signature(body)
+
+
+def _adyen_batch(*psp_references: str) -> bytes:
+    """One notification of an item per reference, each signed; a reference that cannot be
+    (a lone surrogate: the HMAC is over UTF-8) carries the signature of the reference
+    without it."""
+    items = []
+    for reference in psp_references:
+        body = adyen_notification_body(psp_reference=reference.replace("\ud800", ""))
+        wrapper = json.loads(body)["notificationItems"][0]
+        wrapper["NotificationRequestItem"]["pspReference"] = reference
+        items.append(wrapper)
+    return json.dumps({"live": "false", "notificationItems": items}).encode()
+
+
+@pytest.mark.parametrize(
+    ("provider", "make"),
+    [
+        ("stripe", lambda: _stripe_signed_about("pi_\u0000")),
+        ("stripe", lambda: _stripe_signed_about("pi_\ud800")),
+        ("adyen", lambda: (adyen_notification_body(psp_reference="P1\u0000"), {})),
+        # One good item, one not: nothing of the POST is stored.
+        ("adyen", lambda: (_adyen_batch("P1", "P2\ud800"), {})),
+    ],
+    ids=["stripe NUL", "stripe lone surrogate", "adyen NUL", "adyen lone surrogate"],
+)
+def test_a_signed_event_whose_ids_postgresql_cannot_store_is_400(
+    client: Client, db: None, provider: str, make: Any
+) -> None:
+    """RELIABILITY B4 in a signed body: a NUL or a lone surrogate in an id or a reference is
+    refused, as any unstorable text, never a 500."""
+    body, headers = make()
+    response = post(client, provider, body, headers)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "webhook_invalid"
+    assert ProviderWebhook.objects.count() == 0
+
+
 def test_a_future_t_within_the_tolerance_is_accepted(client: Client, db: None) -> None:
     """The policy (Standard Webhooks'): a clock ahead of ours by up to the tolerance is
     accepted, further ahead refused (the future-t case above)."""
@@ -516,6 +557,49 @@ def test_waiting_webhooks_are_swept_to_their_task(
     assert sweep_provider_webhooks.delay().get() == 1
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.SUCCEEDED
+    assert sweep_provider_webhooks.delay().get() == 0
+
+
+def test_a_parked_webhook_whose_retry_was_lost_is_swept_once_its_schedule_is_over(
+    client: Client,
+    db: None,
+    settings: Settings,
+    django_capture_on_commit_callbacks: OnCommit,
+) -> None:
+    """A parked webhook's next try is its task's retry; when the broker refuses that retry,
+    Celery drops the task (Reject): no task is left, and the sweep must send it, or it is
+    parked for ever, neither processed nor a dead letter."""
+    from payments.tasks import sweep_provider_webhooks
+
+    settings.PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS = 0
+    settings.PAYMENT_TASK_BACKOFF_MAX_SECONDS = 0  # the whole schedule: no time at all
+    body = stripe_event_body(reference="pi_not_ours_yet")
+    with django_capture_on_commit_callbacks(execute=False):
+        post(client, "stripe", body, stripe_signature(body))
+    webhook = ProviderWebhook.objects.get()
+    assert provider_webhook_process(webhook_id=webhook.pk).outcome == Outcome.PARKED
+    # ... and its retry was never sent.
+
+    assert sweep_provider_webhooks.delay().get() == 1
+    webhook.refresh_from_db()
+    assert (webhook.status, webhook.tries) == (ProviderWebhookStatus.PARKED, 2)
+
+
+def test_a_parked_webhook_within_its_schedule_is_left_to_its_retry(
+    client: Client,
+    db: None,
+    settings: Settings,
+    django_capture_on_commit_callbacks: OnCommit,
+) -> None:
+    from payments.tasks import sweep_provider_webhooks
+
+    settings.PROVIDER_WEBHOOK_SWEEP_AFTER_SECONDS = 0
+    body = stripe_event_body(reference="pi_not_ours_yet")
+    with django_capture_on_commit_callbacks(execute=False):
+        post(client, "stripe", body, stripe_signature(body))
+    webhook = ProviderWebhook.objects.get()
+    assert provider_webhook_process(webhook_id=webhook.pk).outcome == Outcome.PARKED
+
     assert sweep_provider_webhooks.delay().get() == 0
 
 

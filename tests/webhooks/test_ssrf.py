@@ -72,6 +72,11 @@ def _refused(url: str) -> ValidationError:
         "https://[::ffff:a9fe:a9fe]/",
         "https://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
         "https://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+        # Not global, yet is_global to Python 3.11.7's ipaddress:
+        "https://[64:ff9b:1::a00:5]/",  # local-use NAT64 (RFC 8215) of 10.0.0.5
+        "https://[::7f00:1]/",  # IPv4-compatible (deprecated) ::127.0.0.1
+        "https://[::ffff:0:7f00:1]/",  # IPv4-translated (RFC 2765) 127.0.0.1
+        "https://[fec0::1]/",  # site-local (deprecated)
         "https://[fe80::1]/",
         "https://[fc00::1]/",
         "https://10.0.0.5/",

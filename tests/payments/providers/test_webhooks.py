@@ -146,6 +146,24 @@ def test_stripe_events_about_other_objects_are_accepted_and_left_out() -> None:
     assert adapter_get("stripe").webhook_parse(body=body, headers=stripe_signed(body)) == []
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"metadata": "att_1"},
+        {"metadata": ["att_1"]},
+        {"status": "requires_payment_method", "last_payment_error": "card_declined"},
+    ],
+    ids=["metadata a string", "metadata a list", "last_payment_error a string"],
+)
+def test_a_signed_stripe_event_with_fields_of_other_types_is_parsed(fields: dict[str, Any]) -> None:
+    """Signed is not well-formed: a field of another type is read as absent, not a 500."""
+    event = json.loads(stripe_event())
+    event["data"]["object"].update(fields)
+    body = json.dumps(event).encode()
+    [parsed] = adapter_get("stripe").webhook_parse(body=body, headers=stripe_signed(body))
+    assert (parsed.reference, parsed.attempt_reference) == ("pi_123", "")
+
+
 def signed_stripe(body: bytes, *, at_offset: float = 0) -> tuple[bytes, dict[str, str]]:
     return body, stripe_signed(body, at=time.time() + at_offset)
 
