@@ -149,9 +149,7 @@ def payment_create(
         description=description,
         metadata=metadata,
     )
-    provider, routing_reason = provider_route(
-        preferred=merchant.default_provider or settings.PAYMENT_DEFAULT_PROVIDER
-    )
+    provider, routing_reason = provider_route(preferred=merchant.default_provider)
     now = timezone.now()
     payment = Payment(
         merchant=merchant,

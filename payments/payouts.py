@@ -12,7 +12,6 @@ through a provider, as a saga (docs/payments.md, "Payouts"):
 import re
 from collections.abc import Mapping
 
-from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Account, AccountKind, AccountStatus, Merchant
@@ -110,9 +109,7 @@ def payout_create(
         description=description,
         metadata=metadata,
     )
-    provider, routing_reason = provider_route(
-        preferred=merchant.default_provider or settings.PAYMENT_DEFAULT_PROVIDER
-    )
+    provider, routing_reason = provider_route(preferred=merchant.default_provider)
     with transaction.atomic():
         payout = Payout(
             merchant=merchant,

@@ -12,6 +12,7 @@ import os
 import threading
 from typing import Any
 
+from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -73,10 +74,12 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
         adapters_reset()
 
 
-def provider_route(*, preferred: str) -> tuple[str, str]:
-    """The provider a new payment goes to, and why: `preferred` ("default") unless its
-    circuit is open and another provider's is not ("failover: stripe circuit open"). When
-    every circuit is open, `preferred` all the same: its call waits for the circuit."""
+def provider_route(*, preferred: str = "") -> tuple[str, str]:
+    """The provider a new payment or payout goes to, and why: `preferred` (a merchant's
+    `default_provider`; blank for PAYMENT_DEFAULT_PROVIDER) unless its circuit is open
+    and another provider's is not ("failover: stripe circuit open"). When every circuit
+    is open, `preferred` all the same: its call waits for the circuit."""
+    preferred = preferred or settings.PAYMENT_DEFAULT_PROVIDER
     if preferred not in PROVIDERS:
         raise ValueError(f"unknown provider {preferred!r}: one of {', '.join(PROVIDERS)}")
     if circuit_allows_call(preferred):
