@@ -12,6 +12,7 @@ from audit.models import DeadLetter, DeadLetterStatus
 from payments.models import (
     AttemptStatus,
     Payment,
+    PaymentAttempt,
     PaymentStatus,
     Payout,
     PayoutStatus,
@@ -39,8 +40,17 @@ from tests.payments.integration.held import (
     kill_during_call,
     statuses_are,
 )
+from tests.workers import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def _dead_letter_of(attempt: PaymentAttempt) -> DeadLetter:
+    """The dead letter the task records once the attempt's outcome stays unknown: written
+    just after the attempt itself, so waited for."""
+    letters = DeadLetter.objects.filter(object_id=attempt.public_id)
+    wait_until(letters.exists, seconds=10, what="the attempt's dead letter")
+    return letters.get()
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +111,7 @@ def test_an_unknown_refund_outcome_is_resolved_by_the_janitor(
     attempt = refund.attempts.get()
     wait_for_attempt(attempt, lambda a: a.status == AttemptStatus.UNKNOWN)
     assert attempt.provider_reference == ""  # the answer never arrived
-    dead = DeadLetter.objects.get(object_id=attempt.public_id)
+    dead = _dead_letter_of(attempt)
     refund.refresh_from_db()
     assert (refund.status, refund.hold.status) == (RefundStatus.PENDING, HoldStatus.ACTIVE)
 
@@ -159,7 +169,7 @@ def test_an_unknown_payout_outcome_is_resolved_by_the_janitor(
     attempt = payout.attempts.get()
     wait_for_attempt(attempt, lambda a: a.status == AttemptStatus.UNKNOWN)
     assert attempt.provider_reference == ""
-    dead = DeadLetter.objects.get(object_id=attempt.public_id)
+    dead = _dead_letter_of(attempt)
 
     janitor_until(statuses_are([payout], PayoutStatus.PAID), "the payout", worker)
 
