@@ -16,16 +16,18 @@ import pytest
 import redis
 from pytest_django.fixtures import Settings
 
+from payments.models import ProviderWebhook, ProviderWebhookStatus
 from payments.providers.circuit import circuit_force
 from payments.providers.registry import PROVIDERS
 from tests.payments.integration.conftest import (
+    WAIT_SECONDS,
     SimulatorProcess,
     Worker,
     Workers,
     merchant_of,
     simulator_started,
 )
-from tests.workers import tasks_through_broker
+from tests.workers import tasks_through_broker, wait_until
 
 __all__ = ["merchant_of"]  # a fixture of tests/payments/integration's, used here
 MAX_TRIES = 3  # a parked webhook's tries before it is dead
@@ -90,3 +92,17 @@ def wired(
 def sent_webhooks(simulator: SimulatorProcess) -> list[dict[str, Any]]:
     """The webhooks the simulator has sent (or is trying to)."""
     return list(simulator.admin.get("/_simulator/webhooks").json()["data"])
+
+
+def webhook_processed(**lookup: Any) -> ProviderWebhook:
+    """The one stored webhook matching `lookup`, once processed: the worker marks it so
+    just after the transaction that applied the provider's state, so a test that saw the
+    object change waits for the mark."""
+    webhooks = ProviderWebhook.objects.filter(**lookup)
+    wait_until(
+        webhooks.filter(status=ProviderWebhookStatus.PROCESSED).exists,
+        seconds=WAIT_SECONDS,
+        what=f"the webhook {lookup} processed",
+        seen=lambda: str(list(webhooks.values_list("status", "last_error"))),
+    )
+    return webhooks.get()

@@ -15,8 +15,6 @@ from payments.models import (
     PaymentStatus,
     Payout,
     PayoutStatus,
-    ProviderWebhook,
-    ProviderWebhookStatus,
     Refund,
     RefundStatus,
 )
@@ -32,7 +30,7 @@ from tests.payments.integration.conftest import (
     wait_for_status,
 )
 from tests.payments.integration.held import assert_ended_once, statuses_are
-from tests.payments.integration_webhooks.conftest import sent_webhooks
+from tests.payments.integration_webhooks.conftest import sent_webhooks, webhook_processed
 from tests.workers import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -51,11 +49,8 @@ def _until(condition: object, what: str, worker: Worker) -> None:
 
 def _finished_by_webhook(simulator: SimulatorProcess, operation: Refund | Payout) -> None:
     """The operation's one webhook: sent by the simulator, stored once, processed."""
-    webhook = ProviderWebhook.objects.get(object_reference=operation.provider_reference)
-    assert (webhook.provider, webhook.status) == (
-        operation.provider,
-        ProviderWebhookStatus.PROCESSED,
-    )
+    webhook = webhook_processed(object_reference=operation.provider_reference)
+    assert webhook.provider == operation.provider
     sent = [w for w in sent_webhooks(simulator) if w["object_id"] == operation.provider_reference]
     assert [w["status"] for w in sent] == ["sent"]
 

@@ -32,7 +32,11 @@ from tests.payments.integration.conftest import (
     pay,
     wait_for_status,
 )
-from tests.payments.integration_webhooks.conftest import MAX_TRIES, sent_webhooks
+from tests.payments.integration_webhooks.conftest import (
+    MAX_TRIES,
+    sent_webhooks,
+    webhook_processed,
+)
 from tests.workers import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -48,8 +52,7 @@ def test_an_async_payment_finishes_through_the_providers_webhook(
     merchant, wallet = merchant_of(provider)
     payment = pay(merchant, wallet, "pm_card_async")
     wait_for_status([payment], PaymentStatus.SUCCEEDED, webhook_worker)
-    webhook = ProviderWebhook.objects.get(provider=provider)
-    assert webhook.status == ProviderWebhookStatus.PROCESSED
+    webhook = webhook_processed(provider=provider)
     assert webhook.object_reference == payment.provider_reference
     sent = [w for w in sent_webhooks(webhook_simulator) if w["provider"] == provider]
     assert [w["status"] for w in sent] == ["sent"]
