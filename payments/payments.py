@@ -98,22 +98,32 @@ def _validate_payment(
         description, param="description", max_length=max_length_of(Payment, "description")
     )
     metadata = validate_metadata(metadata)
-    if destination.kind != AccountKind.WALLET or destination.merchant_id != merchant.pk:
-        raise NotFound("no such account", param="destination_account")
     if customer is not None and customer.merchant_id != merchant.pk:
         raise NotFound("no such customer", param="customer")
-    if destination.currency != currency:
+    merchant_wallet_check(
+        merchant=merchant, account=destination, currency=currency, role="destination"
+    )
+    return currency, metadata
+
+
+def merchant_wallet_check(
+    *, merchant: Merchant, account: Account, currency: str, role: str
+) -> None:
+    """Money from a provider comes into, or goes out of, one of the merchant's active
+    wallets in the operation's currency (`role`: "destination" of a payment, "source" of
+    a payout, naming the parameter `{role}_account`); raise `NotFound`, `ValidationError`
+    `currency_mismatch` or `AccountInactive` otherwise."""
+    param = f"{role}_account"
+    if account.kind != AccountKind.WALLET or account.merchant_id != merchant.pk:
+        raise NotFound("no such account", param=param)
+    if account.currency != currency:
         raise ValidationError(
-            f"currency must be the destination account's, {destination.currency}",
+            f"currency must be the {role} account's, {account.currency}",
             code="currency_mismatch",
             param="currency",
         )
-    if destination.status != AccountStatus.ACTIVE:
-        raise AccountInactive(
-            f"account {destination.public_id} is {destination.status}",
-            param="destination_account",
-        )
-    return currency, metadata
+    if account.status != AccountStatus.ACTIVE:
+        raise AccountInactive(f"account {account.public_id} is {account.status}", param=param)
 
 
 @retry_on_conflict

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 
 from django.db import transaction
 
-from accounts.models import Account, AccountKind, AccountStatus, Merchant
+from accounts.models import Account, Merchant
 from audit.services import audit_log_record
 from core.amounts import validate_amount
 from core.currencies import normalize_currency
 from core.db import retry_on_conflict
-from core.exceptions import AccountInactive, NotFound, ValidationError
+from core.exceptions import ValidationError
 from core.validation import max_length_of, validate_metadata, validate_text
 from ledger.holds import hold_create
 from payments.held import held_answer_apply, held_record
@@ -32,6 +32,7 @@ from payments.models import (
     PayoutStatus,
 )
 from payments.outcomes import Applied, attempt_enqueue_on_commit, attempt_outcome_apply
+from payments.payments import merchant_wallet_check
 from payments.providers.base import ProviderResult
 from payments.providers.registry import provider_route
 from payments.representations import payout_data
@@ -64,18 +65,7 @@ def _payout_validate(
         )
     validate_text(description, param="description", max_length=max_length_of(Payout, "description"))
     metadata = validate_metadata(metadata)
-    if source.kind != AccountKind.WALLET or source.merchant_id != merchant.pk:
-        raise NotFound("no such account", param="source_account")
-    if source.currency != currency:
-        raise ValidationError(
-            f"currency must be the source account's, {source.currency}",
-            code="currency_mismatch",
-            param="currency",
-        )
-    if source.status != AccountStatus.ACTIVE:
-        raise AccountInactive(
-            f"account {source.public_id} is {source.status}", param="source_account"
-        )
+    merchant_wallet_check(merchant=merchant, account=source, currency=currency, role="source")
     return currency, metadata
 
 
