@@ -106,3 +106,20 @@ def webhook_processed(**lookup: Any) -> ProviderWebhook:
         seen=lambda: str(list(webhooks.values_list("status", "last_error"))),
     )
     return webhooks.get()
+
+
+def webhook_statuses_at_simulator(simulator: SimulatorProcess, key: str, value: str) -> list[str]:
+    """The statuses of the simulator's webhooks whose `key` is `value`, once none is still
+    being sent: the simulator marks one `sent` when our answer reaches it, which may be
+    after our worker has processed it."""
+
+    def statuses() -> list[str]:
+        return [w["status"] for w in sent_webhooks(simulator) if w[key] == value]
+
+    wait_until(
+        lambda: "pending" not in statuses(),
+        seconds=WAIT_SECONDS,
+        what=f"the simulator's webhooks of {key} {value} answered",
+        seen=lambda: str(statuses()),
+    )
+    return statuses()

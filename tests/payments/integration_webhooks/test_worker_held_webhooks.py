@@ -30,7 +30,10 @@ from tests.payments.integration.conftest import (
     wait_for_status,
 )
 from tests.payments.integration.held import assert_ended_once, statuses_are
-from tests.payments.integration_webhooks.conftest import sent_webhooks, webhook_processed
+from tests.payments.integration_webhooks.conftest import (
+    webhook_processed,
+    webhook_statuses_at_simulator,
+)
 from tests.workers import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -51,8 +54,8 @@ def _finished_by_webhook(simulator: SimulatorProcess, operation: Refund | Payout
     """The operation's one webhook: sent by the simulator, stored once, processed."""
     webhook = webhook_processed(object_reference=operation.provider_reference)
     assert webhook.provider == operation.provider
-    sent = [w for w in sent_webhooks(simulator) if w["object_id"] == operation.provider_reference]
-    assert [w["status"] for w in sent] == ["sent"]
+    sent = webhook_statuses_at_simulator(simulator, "object_id", operation.provider_reference)
+    assert sent == ["sent"]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

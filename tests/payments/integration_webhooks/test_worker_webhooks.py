@@ -34,8 +34,8 @@ from tests.payments.integration.conftest import (
 )
 from tests.payments.integration_webhooks.conftest import (
     MAX_TRIES,
-    sent_webhooks,
     webhook_processed,
+    webhook_statuses_at_simulator,
 )
 from tests.workers import wait_until
 
@@ -54,8 +54,7 @@ def test_an_async_payment_finishes_through_the_providers_webhook(
     wait_for_status([payment], PaymentStatus.SUCCEEDED, webhook_worker)
     webhook = webhook_processed(provider=provider)
     assert webhook.object_reference == payment.provider_reference
-    sent = [w for w in sent_webhooks(webhook_simulator) if w["provider"] == provider]
-    assert [w["status"] for w in sent] == ["sent"]
+    assert webhook_statuses_at_simulator(webhook_simulator, "provider", provider) == ["sent"]
     assert webhook_simulator.charges(provider, payment) == 1
     assert ledger_postings(payment) == 1
     assert_reconciled()
